@@ -1,0 +1,11 @@
+//! antmmf-data: AntMMF datasets turned into batches.
+//!
+//! Annotations (one module per AntMMF jsonl format), media (FFmpeg video decoding through
+//! video-rs, frame sampling, images, keyframe folders), frame transforms, the BERT WordPiece
+//! tokenizer and the caption processor (MLM masking), burn-dataset `Dataset`s and `Batcher`s.
+
+pub mod annotations;
+pub mod media;
+pub mod text;
+pub mod tokenizer;
+pub mod transforms;

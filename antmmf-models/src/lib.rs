@@ -1,0 +1,9 @@
+//! antmmf-models: the backbones and heads AntMMF uses, proven equal to their PyTorch references.
+//!
+//! Every module is generic over Burn's `Backend`; shapes are documented on every `forward`.
+
+pub mod bert;
+pub mod clip;
+pub mod import;
+pub mod losses;
+pub mod video_swin;

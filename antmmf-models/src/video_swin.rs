@@ -1,0 +1,1 @@
+//! video_swin (in progress).

@@ -1,0 +1,4 @@
+//! antmmf-tasks: pretraining, retrieval, open QA and multi-choice QA on top of burn-train.
+
+pub mod metrics;
+pub mod schedule;
