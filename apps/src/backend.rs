@@ -1,0 +1,90 @@
+//! Run-time backend selection: `--backend NAME` picks one of the backends compiled in through the
+//! `antmmf-apps` cargo features and calls a generic entry point with it, once, at the top of a
+//! binary. Everything below that point is generic over Burn's `AutodiffBackend`.
+
+use antmmf_core::backend::{BackendError, BackendKind, ensure_compiled};
+use burn::tensor::backend::AutodiffBackend;
+
+/// The backends compiled into this binary.
+pub fn compiled_backends() -> Vec<BackendKind> {
+    let mut out = Vec::new();
+    if cfg!(feature = "flex") {
+        out.push(BackendKind::Flex);
+    }
+    if cfg!(feature = "ndarray") {
+        out.push(BackendKind::NdArray);
+    }
+    if cfg!(feature = "wgpu") {
+        out.push(BackendKind::Wgpu);
+    }
+    if cfg!(feature = "cuda") {
+        out.push(BackendKind::Cuda);
+    }
+    out
+}
+
+/// A generic entry point, called with the selected backend and its devices.
+pub trait BackendVisitor {
+    /// What the entry point returns.
+    type Output;
+    /// Runs with backend `B` on `devices` (at least one).
+    fn visit<B: AutodiffBackend>(self, kind: BackendKind, devices: Vec<B::Device>) -> Self::Output;
+}
+
+/// Calls `visitor` with the backend `kind` on the GPUs `device_ids` (CPU backends have one device
+/// and reject indices other than 0).
+pub fn with_backend<V: BackendVisitor>(
+    kind: BackendKind,
+    device_ids: &[usize],
+    visitor: V,
+) -> Result<V::Output, BackendError> {
+    ensure_compiled(kind, &compiled_backends())?;
+    let ids: Vec<usize> = if device_ids.is_empty() {
+        vec![0]
+    } else {
+        device_ids.to_vec()
+    };
+    if !kind.is_gpu() && ids != [0] {
+        return Err(BackendError::Devices(format!(
+            "{} (the {kind} backend runs on the CPU: use --devices 0 or leave it out)",
+            ids.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )));
+    }
+    match kind {
+        #[cfg(feature = "flex")]
+        BackendKind::Flex => {
+            use burn::backend::{Autodiff, Flex, flex::FlexDevice};
+            Ok(visitor.visit::<Autodiff<Flex>>(kind, vec![FlexDevice]))
+        }
+        #[cfg(feature = "ndarray")]
+        BackendKind::NdArray => {
+            use burn::backend::{Autodiff, NdArray, ndarray::NdArrayDevice};
+            Ok(visitor.visit::<Autodiff<NdArray>>(kind, vec![NdArrayDevice::Cpu]))
+        }
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            use burn::backend::{Autodiff, Wgpu, wgpu::WgpuDevice};
+            let devices = if device_ids.is_empty() {
+                vec![WgpuDevice::DefaultDevice]
+            } else {
+                ids.iter().map(|i| WgpuDevice::DiscreteGpu(*i)).collect()
+            };
+            Ok(visitor.visit::<Autodiff<Wgpu>>(kind, devices))
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            use burn::backend::{Autodiff, Cuda, cuda::CudaDevice};
+            let devices = ids.iter().map(|i| CudaDevice { index: *i }).collect();
+            Ok(visitor.visit::<Autodiff<Cuda>>(kind, devices))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(BackendError::NotCompiled {
+            backend: other,
+            feature: other.cargo_feature(),
+            available: String::new(),
+        }),
+    }
+}
