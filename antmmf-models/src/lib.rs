@@ -6,4 +6,5 @@ pub mod bert;
 pub mod clip;
 pub mod import;
 pub mod losses;
+pub mod transformer;
 pub mod video_swin;
