@@ -5,6 +5,7 @@
 //! tokenizer and the caption processor (MLM masking), burn-dataset `Dataset`s and `Batcher`s.
 
 pub mod annotations;
+pub mod dataset_config;
 pub mod media;
 pub mod text;
 pub mod tokenizer;

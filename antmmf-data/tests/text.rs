@@ -1,0 +1,296 @@
+//! The `masked_bert_tokenizer` caption processor: exact outputs under scripted random draws,
+//! MLM statistics on a large seeded sample, whole-word masking, truncation windows.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use antmmf_data::text::{
+    CaptionProcessor, CaptionProcessorParams, IGNORE_LABEL, TokenizerConfig, word_spans,
+};
+use antmmf_data::tokenizer::BertTokenizer;
+use rand::SeedableRng;
+use rand::rand_core::TryRng;
+use rand_chacha::ChaCha8Rng;
+
+/// A generator that returns scripted `f64` draws (`random::<f64>()` uses the top 53 bits).
+struct Scripted(VecDeque<f64>);
+
+impl Scripted {
+    fn new(draws: &[f64]) -> Self {
+        Self(draws.iter().copied().collect())
+    }
+}
+
+impl TryRng for Scripted {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok((self.try_next_u64()? >> 32) as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let x = self.0.pop_front().expect("script has enough draws");
+        Ok(((x * (1u64 << 53) as f64) as u64) << 11)
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for chunk in dst.chunks_mut(8) {
+            let v = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+const TOY: [&str; 16] = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "man", "plays", "guitar", "un", "##aff",
+    "##able", "中", "文", "is", "##s",
+];
+
+fn toy_tokenizer() -> Arc<BertTokenizer> {
+    Arc::new(
+        BertTokenizer::from_tokens(TOY.iter().map(|s| s.to_string()).collect(), true)
+            .expect("toy vocab"),
+    )
+}
+
+fn params(max_seq_length: usize, mask_probability: f64) -> CaptionProcessorParams {
+    CaptionProcessorParams {
+        max_seq_length,
+        mask_probability,
+        random_truncate: false,
+        trim_start_token: false,
+        random_mask_chinese: false,
+        whole_word_masking: false,
+        tokenizer_config: TokenizerConfig::default(),
+        preprocessor: None,
+    }
+}
+
+fn uncased_tokenizer() -> Arc<BertTokenizer> {
+    let dir = std::env::var_os("ANTMMF_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets")));
+    let path = dir.join("minilm/vocab.txt");
+    assert!(
+        path.is_file(),
+        "missing asset {}: run scripts/setup.sh to fetch it",
+        path.display()
+    );
+    Arc::new(BertTokenizer::from_vocab_file(&path, true).expect("vocab loads"))
+}
+
+const CAPTIONS: [&str; 6] = [
+    "a man is playing a guitar on stage in front of a large crowd",
+    "two dogs run across the snowy field while children watch",
+    "a woman slices an onion and puts it into a hot frying pan",
+    "the unaffordable hyperparameters of a supercalifragilistic model",
+    "a little girl does gymnastics on a mat in the gym",
+    "a person is connecting something to a computer system",
+];
+
+#[test]
+fn scripted_draws_give_hand_checked_output() {
+    let proc = CaptionProcessor::new(params(8, 0.15), toy_tokenizer()).expect("valid");
+    // draws / 0.15: "a" 0.5 no; "man" 0.2 -> [MASK]; "plays" 0.9 no; "guitar" 0.95 -> kept.
+    let mut rng = Scripted::new(&[0.5, 0.03, 0.9, 0.1425]);
+    let out = proc.process("A man plays guitar", &mut rng);
+    assert_eq!(out.input_ids, [2, 5, 4, 7, 8, 3, 0, 0]);
+    assert_eq!(out.input_ids_unmasked, [2, 5, 6, 7, 8, 3, 0, 0]);
+    assert_eq!(out.lm_label_ids, [-1, -1, 6, -1, 8, -1, -1, -1]);
+    assert_eq!(out.input_mask, [1, 1, 1, 1, 1, 1, 0, 0]);
+    assert_eq!(out.segment_ids, [0; 8]);
+    assert_eq!(out.source_len, 6);
+    assert_eq!(
+        out.tokens,
+        ["[CLS]", "a", "[MASK]", "plays", "guitar", "[SEP]"]
+    );
+    assert!(rng.0.is_empty(), "one draw per token");
+}
+
+#[test]
+fn scripted_whole_word_masking_masks_every_piece() {
+    let mut p = params(8, 0.15);
+    p.whole_word_masking = true;
+    let proc = CaptionProcessor::new(p, toy_tokenizer()).expect("valid");
+    // Only "##aff" (the middle piece of "unaffable") is drawn: the whole word is masked.
+    let mut rng = Scripted::new(&[0.5, 0.5, 0.03, 0.5, 0.5]);
+    let out = proc.process("a unaffable man", &mut rng);
+    assert_eq!(out.input_ids, [2, 5, 4, 4, 4, 6, 3, 0]);
+    assert_eq!(out.input_ids_unmasked, [2, 5, 9, 10, 11, 6, 3, 0]);
+    assert_eq!(out.lm_label_ids, [-1, -1, 9, 10, 11, -1, -1, -1]);
+}
+
+#[test]
+fn scripted_trim_start_token_and_chinese_only() {
+    let mut p = params(6, 1.0);
+    p.trim_start_token = true;
+    p.random_mask_chinese = true;
+    let proc = CaptionProcessor::new(p, toy_tokenizer()).expect("valid");
+    // Every draw selects (p = 1) and 0.1 -> [MASK]; but only CJK tokens may be targets.
+    let mut rng = Scripted::new(&[0.1, 0.1, 0.1, 0.1]);
+    let out = proc.process("a 中 文 man", &mut rng);
+    assert_eq!(out.input_ids, [5, 4, 4, 6, 3, 0]);
+    assert_eq!(out.input_ids_unmasked, [5, 12, 13, 6, 3, 0]);
+    assert_eq!(out.lm_label_ids, [-1, 12, 13, -1, -1, -1]);
+    assert_eq!(out.input_mask, [1, 1, 1, 1, 1, 0]);
+}
+
+#[test]
+fn mlm_statistics_on_a_large_seeded_sample() {
+    let tok = uncased_tokenizer();
+    let mask_id = i64::from(tok.mask_id());
+    let proc = CaptionProcessor::new(params(40, 0.15), tok).expect("valid");
+    let (mut total, mut selected, mut masked, mut replaced, mut kept) = (0usize, 0, 0, 0, 0);
+    for i in 0..6000u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(i);
+        let out = proc.process(CAPTIONS[i as usize % CAPTIONS.len()], &mut rng);
+        for pos in 1..out.source_len - 1 {
+            total += 1;
+            let label = out.lm_label_ids[pos];
+            if label == IGNORE_LABEL {
+                assert_eq!(out.input_ids[pos], out.input_ids_unmasked[pos]);
+                continue;
+            }
+            selected += 1;
+            assert_eq!(
+                label, out.input_ids_unmasked[pos],
+                "label is the original id"
+            );
+            if out.input_ids[pos] == mask_id {
+                masked += 1;
+            } else if out.input_ids[pos] == out.input_ids_unmasked[pos] {
+                kept += 1;
+            } else {
+                replaced += 1;
+            }
+        }
+        for pos in [0, out.source_len - 1] {
+            assert_eq!(out.lm_label_ids[pos], IGNORE_LABEL, "special tokens");
+        }
+        assert!(out.lm_label_ids[out.source_len..].iter().all(|&l| l == -1));
+    }
+    let frac = selected as f64 / total as f64;
+    let (m, r, k) = (
+        masked as f64 / selected as f64,
+        replaced as f64 / selected as f64,
+        kept as f64 / selected as f64,
+    );
+    assert!(total > 70_000, "{total} tokens");
+    assert!((frac - 0.15).abs() < 0.005, "selected fraction {frac}");
+    assert!((m - 0.8).abs() < 0.015, "[MASK] share {m}");
+    assert!((r - 0.1).abs() < 0.012, "random share {r}");
+    assert!((k - 0.1).abs() < 0.012, "kept share {k}");
+}
+
+#[test]
+fn same_seed_same_output_and_zero_probability_is_plain_encoding() {
+    let tok = uncased_tokenizer();
+    let proc = CaptionProcessor::new(params(16, 0.15), tok.clone()).expect("valid");
+    for (i, caption) in CAPTIONS.iter().enumerate() {
+        let a = proc.process(caption, &mut ChaCha8Rng::seed_from_u64(i as u64));
+        let b = proc.process(caption, &mut ChaCha8Rng::seed_from_u64(i as u64));
+        assert_eq!(a, b);
+        let plain = tok.encode(caption, 16).expect("encode");
+        let expect: Vec<i64> = plain.input_ids.iter().map(|&x| i64::from(x)).collect();
+        assert_eq!(a.input_ids_unmasked, expect, "{caption}");
+        let mask: Vec<i64> = plain.attention_mask.iter().map(|&x| i64::from(x)).collect();
+        assert_eq!(a.input_mask, mask);
+        let raw = proc.process_with_probability(caption, 0.0, &mut ChaCha8Rng::seed_from_u64(0));
+        assert_eq!(raw.input_ids, expect);
+        assert!(raw.lm_label_ids.iter().all(|&l| l == IGNORE_LABEL));
+    }
+}
+
+#[test]
+fn random_truncation_keeps_contiguous_windows() {
+    let tok = uncased_tokenizer();
+    let caption = CAPTIONS.join(" ");
+    let full: Vec<i64> = tok
+        .convert_tokens_to_ids(&tok.tokenize(&caption))
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    let mut p = params(12, 0.0);
+    p.random_truncate = true;
+    let proc = CaptionProcessor::new(p, tok.clone()).expect("valid");
+    let last_start = full.len() - 10;
+    let mut starts = std::collections::BTreeSet::new();
+    for seed in 0..2000 {
+        let out = proc.process(&caption, &mut ChaCha8Rng::seed_from_u64(seed));
+        assert_eq!(out.source_len, 12);
+        assert_eq!(out.input_ids.len(), 12);
+        let window = &out.input_ids_unmasked[1..11];
+        let start = (0..=last_start)
+            .find(|&s| full[s..s + 10] == *window)
+            .expect("window is a contiguous slice of the caption");
+        starts.insert(start);
+    }
+    // Starts are uniform over 0..=len-10: both ends and most positions are reached.
+    assert_eq!(starts.first(), Some(&0));
+    assert_eq!(starts.last(), Some(&last_start));
+    assert!(
+        starts.len() > last_start * 9 / 10,
+        "{} starts",
+        starts.len()
+    );
+
+    // Without random_truncate the head is kept, like transformers' truncation.
+    let head = CaptionProcessor::new(params(12, 0.0), tok.clone()).expect("valid");
+    let out = head.process(&caption, &mut ChaCha8Rng::seed_from_u64(0));
+    assert_eq!(&out.input_ids_unmasked[1..11], &full[..10]);
+    // A short caption is never truncated.
+    let out = proc.process("a man", &mut ChaCha8Rng::seed_from_u64(0));
+    assert_eq!(out.source_len, 4);
+}
+
+#[test]
+fn whole_word_masking_never_splits_a_word() {
+    let tok = uncased_tokenizer();
+    let caption = CAPTIONS[3];
+    let tokens = tok.tokenize(caption);
+    let spans = word_spans(&tokens);
+    assert!(
+        spans.iter().any(|s| s.len() > 2),
+        "caption has multi-piece words"
+    );
+    let mut p = params(40, 0.3);
+    p.whole_word_masking = true;
+    let wwm = CaptionProcessor::new(p, tok.clone()).expect("valid");
+    let plain = CaptionProcessor::new(params(40, 0.3), tok).expect("valid");
+    let mut plain_splits = 0;
+    for seed in 0..500 {
+        let out = wwm.process(caption, &mut ChaCha8Rng::seed_from_u64(seed));
+        let labels = &out.lm_label_ids[1..=tokens.len()];
+        for span in &spans {
+            let n = span.clone().filter(|&i| labels[i] != IGNORE_LABEL).count();
+            assert!(
+                n == 0 || n == span.len(),
+                "seed {seed}: word {span:?} split"
+            );
+        }
+        let out = plain.process(caption, &mut ChaCha8Rng::seed_from_u64(seed));
+        let labels = &out.lm_label_ids[1..=tokens.len()];
+        plain_splits += spans
+            .iter()
+            .filter(|s| {
+                let n = labels[s.start..s.end]
+                    .iter()
+                    .filter(|&&l| l != IGNORE_LABEL)
+                    .count();
+                n > 0 && n < s.len()
+            })
+            .count();
+    }
+    assert!(
+        plain_splits > 100,
+        "without wwm words do get split ({plain_splits})"
+    );
+}
+
+#[test]
+fn bad_parameters_are_errors() {
+    let err = CaptionProcessor::new(params(1, 0.15), toy_tokenizer()).expect_err("too short");
+    assert!(err.to_string().contains("max_seq_length is 1"), "{err}");
+    let err = CaptionProcessor::new(params(8, 1.5), toy_tokenizer()).expect_err("bad p");
+    assert!(err.to_string().contains("mask_probability is 1.5"), "{err}");
+}
