@@ -491,7 +491,7 @@ pub fn l1_clip_similarity<B: Backend>(
 ) -> Result<Tensor<B, 3>, LossError> {
     let [t, h] = text.dims();
     let [vc, hc] = clips.dims();
-    if h != hc || n_clips == 0 || vc % n_clips != 0 {
+    if h != hc || n_clips == 0 || !vc.is_multiple_of(n_clips) {
         return Err(shape_error(
             "l1_clip_similarity",
             format!("text [{t}, {h}] and clips [{vc}, {hc}] do not fit n_clips {n_clips}"),
