@@ -1,0 +1,1 @@
+//! The `frames` command's logic (in progress).
