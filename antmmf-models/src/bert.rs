@@ -114,7 +114,9 @@ impl BertConfig {
 
     /// Checks the values that `init` relies on.
     pub fn validate(&self) -> Result<(), BertConfigError> {
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(BertConfigError::Invalid(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

@@ -58,7 +58,7 @@ fn read_config<T: DeserializeOwned>(path: &Path, key: &str) -> Result<T, ClipCon
 }
 
 fn check_heads(hidden: usize, heads: usize) -> Result<(), ClipConfigError> {
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(ClipConfigError::Invalid(format!(
             "hidden_size {hidden} is not a multiple of num_attention_heads {heads}"
         )));

@@ -98,7 +98,7 @@ fn check_case(model: &VideoSwin<B>, case: &serde_json::Value) {
                             .strip_prefix("features.")
                             .and_then(|i| i.parse().ok())
                             .unwrap_or_else(|| panic!("unknown stored tensor {f}"));
-                        if i % 2 == 0 {
+                        if i.is_multiple_of(2) {
                             features.stages[i / 2].clone()
                         } else {
                             features.merged[i / 2].clone()
