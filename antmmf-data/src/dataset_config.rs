@@ -248,7 +248,7 @@ impl DatasetAttributes {
             let rel = e.path().to_string();
             DatasetConfigError::Invalid {
                 path: join_key(prefix, &rel),
-                message: e.into_inner().to_string(),
+                message: with_suggestion(e.into_inner().to_string()),
             }
         })
     }
@@ -313,6 +313,27 @@ pub fn resolve_data_root(data_root_dir: &str, cwd: &Path, config_dir: &Path) -> 
         from_cwd
     } else {
         config_dir.join(p)
+    }
+}
+
+/// Appends "did you mean `x`?" to serde's "unknown field `y`, expected one of ..." messages.
+fn with_suggestion(message: String) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message;
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else {
+        return message;
+    };
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (strsim::levenshtein(unknown, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((_, k)) => format!("{message} (did you mean `{k}`?)"),
+        None => message,
     }
 }
 
@@ -480,7 +501,13 @@ processors:
         let bad = PRETRAIN_YAML.replace("num_frm: 1", "num_frms: 1");
         let msg = from_yaml(&bad).expect_err("unknown key").to_string();
         assert!(msg.starts_with(&format!("{PREFIX}.num_frms:")), "{msg}");
-        assert!(msg.contains("num_frm"), "lists the known keys: {msg}");
+        assert!(msg.ends_with("(did you mean `num_frm`?)"), "{msg}");
+        let bad = PRETRAIN_YAML.replace("test_ensembel_n_clips", "test_ensemble_n_clips");
+        let msg = from_yaml(&bad).expect_err("AntMMF spelling").to_string();
+        assert!(
+            msg.ends_with("(did you mean `test_ensembel_n_clips`?)"),
+            "{msg}"
+        );
 
         let bad = PRETRAIN_YAML.replace("min_time: 5.0", "min_time: soon");
         let msg = from_yaml(&bad).expect_err("bad min_time").to_string();

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use rand::{Rng, RngExt};
 use serde::Deserialize;
 
-use crate::tokenizer::{BertTokenizer, MASK_TOKEN, is_chinese_char};
+use crate::tokenizer::{BertTokenizer, MASK_TOKEN, TokenizerError, is_chinese_char};
 
 /// Label of positions that take no part in the MLM loss (AntMMF's `-1`).
 pub const IGNORE_LABEL: i64 = -1;
@@ -47,6 +47,9 @@ pub enum TextError {
     /// `mask_probability` is not a probability.
     #[error("caption_processor.params.mask_probability is {0}, it must lie in [0, 1]")]
     BadProbability(f64),
+    /// The vocabulary could not be loaded.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
     /// No vocabulary file was found for `tokenizer_config`.
     #[error("no vocab.txt found for tokenizer_config.type {type_:?}; tried {tried:?}")]
     VocabNotFound {
@@ -207,6 +210,18 @@ impl CaptionProcessor {
             return Err(TextError::BadProbability(params.mask_probability));
         }
         Ok(Self { params, tokenizer })
+    }
+
+    /// Builds the tokenizer of `params.tokenizer_config` (vocabulary found by
+    /// [`TokenizerConfig::resolve_vocab_file`] in `search_dirs`) and the processor.
+    pub fn from_params(
+        params: CaptionProcessorParams,
+        search_dirs: &[&Path],
+    ) -> Result<Self, TextError> {
+        let cfg = &params.tokenizer_config;
+        let vocab = cfg.resolve_vocab_file(search_dirs)?;
+        let tokenizer = BertTokenizer::from_vocab_file(vocab, cfg.do_lower_case())?;
+        Self::new(params, Arc::new(tokenizer))
     }
 
     /// The parameters.

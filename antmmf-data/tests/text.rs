@@ -294,3 +294,23 @@ fn bad_parameters_are_errors() {
     let err = CaptionProcessor::new(params(8, 1.5), toy_tokenizer()).expect_err("bad p");
     assert!(err.to_string().contains("mask_probability is 1.5"), "{err}");
 }
+
+#[test]
+fn processor_from_params_finds_the_vocabulary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model_dir = dir.path().join("tiny-bert-cased");
+    std::fs::create_dir(&model_dir).expect("mkdir");
+    std::fs::write(model_dir.join("vocab.txt"), TOY.join("\n")).expect("write vocab");
+    let mut p = params(8, 0.0);
+    p.tokenizer_config.type_ = "tiny-bert-cased".into();
+    let proc = CaptionProcessor::from_params(p.clone(), &[dir.path()]).expect("found");
+    assert!(!proc.tokenizer().do_lower_case(), "cased model name");
+    let out = proc.process("a Man", &mut ChaCha8Rng::seed_from_u64(0));
+    assert_eq!(out.input_ids, [2, 5, 1, 3, 0, 0, 0, 0]);
+    let err = CaptionProcessor::from_params(p, &[]).expect_err("no vocab");
+    assert!(
+        err.to_string()
+            .contains("no vocab.txt found for tokenizer_config.type \"tiny-bert-cased\""),
+        "{err}"
+    );
+}
