@@ -209,7 +209,7 @@ pub(crate) fn suggest_among<'a>(
                 return None;
             }
             if c_parent == parent {
-                score += 0.05;
+                score += 0.1;
             }
             Some((score, c.to_string()))
         })
@@ -219,7 +219,7 @@ pub(crate) fn suggest_among<'a>(
     let best = scored.first().map(|s| s.0).unwrap_or(0.0);
     scored
         .into_iter()
-        .filter(|(s, _)| *s >= best - 0.15)
+        .filter(|(s, _)| *s >= best - 0.1)
         .take(3)
         .map(|(_, c)| c)
         .collect()
