@@ -144,15 +144,19 @@ pub enum MediaKind {
     Image,
 }
 
-/// Reads the non-blank lines of one annotation file, checking UTF-8.
-pub fn read_lines(path: &Path) -> Result<Vec<(LineRef, String)>, AnnotationError> {
+/// Calls `f` on each non-blank line of one annotation file (UTF-8 checked), without copying the
+/// lines; an empty file is an error.
+pub fn for_each_line<F>(path: &Path, mut f: F) -> Result<(), AnnotationError>
+where
+    F: FnMut(LineRef, &str) -> Result<(), AnnotationError>,
+{
     let bytes = std::fs::read(path).map_err(|source| AnnotationError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     let shared: Arc<Path> = Arc::from(path);
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let mut out = Vec::new();
+    let mut any = false;
     for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let at = LineRef {
@@ -164,13 +168,24 @@ pub fn read_lines(path: &Path) -> Result<Vec<(LineRef, String)>, AnnotationError
         if text.trim().is_empty() {
             continue;
         }
-        out.push((at, text.to_owned()));
+        any = true;
+        f(at, text)?;
     }
-    if out.is_empty() {
+    if !any {
         return Err(AnnotationError::Empty {
             path: path.to_path_buf(),
         });
     }
+    Ok(())
+}
+
+/// Reads the non-blank lines of one annotation file, checking UTF-8.
+pub fn read_lines(path: &Path) -> Result<Vec<(LineRef, String)>, AnnotationError> {
+    let mut out = Vec::new();
+    for_each_line(path, |at, text| {
+        out.push((at, text.to_owned()));
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -220,10 +235,11 @@ pub fn read_records<T: DeserializeOwned, P: AsRef<Path>>(
     }
     let mut out = Vec::new();
     for path in paths {
-        for (at, text) in read_lines(path.as_ref())? {
-            let value = parse_line(&at, &text)?;
+        for_each_line(path.as_ref(), |at, text| {
+            let value = parse_line(&at, text)?;
             out.push(Record { at, value });
-        }
+            Ok(())
+        })?;
     }
     Ok(out)
 }

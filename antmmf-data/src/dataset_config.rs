@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::annotations::asr::AsrSamplerConfig;
+use crate::annotations::classification::LabelSpace;
 use crate::text::CaptionProcessorParams;
 
 /// Errors of the dataset configuration; each names the key path.
@@ -253,6 +254,15 @@ impl DatasetAttributes {
         })
     }
 
+    /// The class space of classification labels: the `labels` list, else `num_labels` classes
+    /// (`model_attributes.univl.num_labels`).
+    pub fn label_space(&self, num_labels: Option<usize>) -> LabelSpace {
+        LabelSpace {
+            names: self.labels.clone().unwrap_or_default(),
+            num_classes: num_labels,
+        }
+    }
+
     /// Clips per video for a split.
     pub fn ensemble_n_clips(&self, split: Split) -> usize {
         match split {
@@ -463,6 +473,7 @@ processors:
         assert_eq!(c.asr_sampler_config, AsrSamplerConfig::default());
         assert_eq!(c.asr_sampler_config.min_time, 10.0);
         assert_eq!(c.annotations_loader, AnnotationsLoader::Normal);
+        assert_eq!(c.label_space(Some(1500)).num_classes(), Some(1500));
         let paths = c
             .annotation_paths(Split::Train, Path::new("/cwd"), Path::new("/cfg"), PREFIX)
             .expect("train set");
