@@ -1,0 +1,243 @@
+//! Weight import: checkpoint layouts (AntMMF `model` entry, DDP `module.` prefixes, old
+//! `gamma`/`beta` names, `bert.`/`vision_model.` prefixes), PyTorch pickles and the error paths.
+
+mod import_support;
+
+use std::path::{Path, PathBuf};
+
+use antmmf_models::bert::BertConfig;
+use antmmf_models::clip::ClipVisionConfig;
+use antmmf_models::import::{ImportError, KeyMap, LoadOptions, WeightFile};
+use import_support::{B, assert_close, asset, fixture, json};
+use safetensors::SafeTensors;
+
+/// A temporary file removed on drop.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Rewrites a safetensors fixture with renamed keys (`rename` returns None to drop a key) plus
+/// extra tensors copied from existing keys (`(new name, source key)`).
+fn rewrite(
+    source: &Path,
+    name: &str,
+    rename: impl Fn(&str) -> Option<String>,
+    extra: &[(&str, &str)],
+) -> TempFile {
+    let bytes = std::fs::read(source).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .tensors()
+        .into_iter()
+        .filter_map(|(k, v)| rename(&k).map(|k| (k, v)))
+        .collect();
+    for (new, from) in extra {
+        out.push((new.to_string(), tensors.tensor(from).unwrap()));
+    }
+    let path = std::env::temp_dir().join(format!(
+        "antmmf-import-{}-{name}.safetensors",
+        std::process::id()
+    ));
+    safetensors::serialize_to_file(out, None, &path).unwrap();
+    TempFile(path)
+}
+
+fn tiny_bert() -> BertConfig {
+    serde_json::from_value(json("bert_tiny.json")["config"].clone()).unwrap()
+}
+
+/// An AntMMF-style checkpoint (`model` entry next to `optimizer`, DDP `module.` prefix, old
+/// `gamma`/`beta` LayerNorm names) built from fixture bert_mlm_weights.safetensors loads exactly
+/// like the HF file: same report, MLM logits equal to fixture `mlm_logits` (atol 2e-4).
+#[test]
+fn antmmf_checkpoint_layout_loads_like_the_hf_file() {
+    let device = Default::default();
+    let file = rewrite(
+        &fixture("bert_mlm_weights.safetensors"),
+        "antmmf",
+        |k| {
+            let k = k
+                .replace("LayerNorm.weight", "LayerNorm.gamma")
+                .replace("LayerNorm.bias", "LayerNorm.beta");
+            Some(format!("model.module.{k}"))
+        },
+        &[("optimizer.state.0.exp_avg", "cls.predictions.bias")],
+    );
+    let weights = WeightFile::open(&file.0).unwrap();
+    assert!(weights.keys().all(|k| !k.starts_with("model.")));
+    assert!(weights.contains("bert.embeddings.LayerNorm.gamma"));
+    let (model, report) = weights
+        .load_into(
+            tiny_bert().init_with_heads::<B>(false, &device),
+            &KeyMap::hf_bert_with_heads(),
+            &LoadOptions::default(),
+        )
+        .expect("AntMMF layout loads");
+    assert_eq!(report.loaded.len(), 42, "{report}");
+    assert!(report.unexpected.is_empty(), "{report}");
+
+    let io = WeightFile::open(fixture("bert_io.safetensors")).unwrap();
+    let out = model.forward(
+        io.int_tensor::<B, 2>("mlm_input_ids", &device).unwrap(),
+        Some(io.int_tensor("token_type_ids", &device).unwrap()),
+        Some(io.int_tensor("attention_mask", &device).unwrap()),
+        false,
+    );
+    assert_close(
+        "mlm_logits via AntMMF layout",
+        out.mlm_logits,
+        io.tensor("mlm_logits", &device).unwrap(),
+        2e-4,
+        0.0,
+    );
+}
+
+/// A `BertModel` file (no `bert.` prefix, no heads) into the model with heads: the encoder and
+/// pooler load under `bert.`, the heads are reported missing, which is an error unless allowed.
+#[test]
+fn missing_heads_are_an_error_unless_allowed() {
+    let device = Default::default();
+    let weights = WeightFile::open(fixture("bert_weights.safetensors")).unwrap();
+    let err = weights
+        .load_into(
+            tiny_bert().init_with_heads::<B>(true, &device),
+            &KeyMap::hf_bert_with_heads(),
+            &LoadOptions::default(),
+        )
+        .map(|_| ())
+        .expect_err("heads are missing");
+    match &err {
+        ImportError::Missing { report } => {
+            assert_eq!(report.loaded.len(), 39, "{report}");
+            assert_eq!(report.missing.len(), 7, "{report}");
+            assert!(report.missing.iter().all(|k| k.starts_with("cls.")));
+        }
+        other => panic!("expected Missing, got {other}"),
+    }
+    assert!(err.to_string().contains("bert_weights.safetensors"));
+
+    let (_, report) = weights
+        .load_into(
+            tiny_bert().init_with_heads::<B>(true, &device),
+            &KeyMap::hf_bert_with_heads(),
+            &LoadOptions::allow_missing(),
+        )
+        .expect("allowed");
+    assert_eq!(report.missing.len(), 7);
+}
+
+/// A config that does not match the checkpoint (hidden 32 vs 64) is a shape-mismatch error
+/// naming the file and the parameter.
+#[test]
+fn shape_mismatch_is_an_error() {
+    let device = Default::default();
+    let config = BertConfig {
+        hidden_size: 32,
+        ..tiny_bert()
+    };
+    let err = WeightFile::open(fixture("bert_weights.safetensors"))
+        .unwrap()
+        .load_into(
+            config.init::<B>(&device),
+            &KeyMap::hf_bert(),
+            &LoadOptions::default(),
+        )
+        .map(|_| ())
+        .expect_err("shapes differ");
+    let ImportError::ShapeMismatch { report } = &err else {
+        panic!("expected ShapeMismatch, got {err}");
+    };
+    let word = report
+        .shape_mismatched
+        .iter()
+        .find(|m| m.key == "embeddings.word_embeddings.weight")
+        .expect("word embeddings mismatch reported");
+    assert_eq!(
+        (word.expected.clone(), word.found.clone()),
+        (vec![1000, 32], vec![1000, 64])
+    );
+}
+
+/// A full-CLIPModel-style file (`vision_model.` + `text_model.` keys) into the vision tower:
+/// every vision key loads, the text key is reported unexpected; `LoadOptions::with_prefix`
+/// selects one subtree and leaves the rest out of the report.
+#[test]
+fn clip_vision_from_a_full_clip_checkpoint() {
+    let device = Default::default();
+    let config: ClipVisionConfig =
+        serde_json::from_value(json("clip_vision.json")["config"].clone()).unwrap();
+    let file = rewrite(
+        &fixture("clip_vision_weights.safetensors"),
+        "clip-full",
+        |k| Some(format!("vision_model.{k}")),
+        &[(
+            "text_model.final_layer_norm.weight",
+            "post_layernorm.weight",
+        )],
+    );
+    let weights = WeightFile::open(&file.0).unwrap();
+    let (_, report) = weights
+        .load_into(
+            config.init::<B>(&device),
+            &KeyMap::hf_clip_vision(),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(report.loaded.len(), 39, "{report}");
+    assert_eq!(report.unexpected, ["text_model.final_layer_norm.weight"]);
+
+    let (_, report) = weights
+        .load_into(
+            config.init::<B>(&device),
+            &KeyMap::identity(),
+            &LoadOptions::default().with_prefix("vision_model."),
+        )
+        .unwrap();
+    assert_eq!(report.loaded.len(), 39, "{report}");
+    assert!(report.unexpected.is_empty(), "{report}");
+}
+
+/// A legacy (pre-zip) PyTorch pickle, the real EfficientNet-Lite0 `.pth` from
+/// assets/effnet: keys and shapes are read, and a tensor decodes to finite values.
+#[test]
+fn pytorch_pickle_is_read() {
+    let device = Default::default();
+    let weights =
+        WeightFile::open(asset("effnet/efficientnet-lite0-57934424.pth")).expect("read .pth");
+    assert_eq!(weights.shape("_conv_stem.weight"), Some(vec![32, 3, 3, 3]));
+    assert_eq!(weights.shape("_fc.weight"), Some(vec![1000, 1280]));
+    let fc: burn::tensor::Tensor<B, 1> = weights.tensor("_fc.bias", &device).unwrap();
+    let values: Vec<f32> = fc.into_data().to_vec().unwrap();
+    assert_eq!(values.len(), 1000);
+    assert!(values.iter().all(|v| v.is_finite()));
+}
+
+/// Unreadable inputs are typed errors naming the file.
+#[test]
+fn bad_files_are_typed_errors() {
+    let missing = WeightFile::open("/nonexistent/model.safetensors").unwrap_err();
+    assert!(matches!(missing, ImportError::Read { .. }), "{missing}");
+    let json_file = fixture("bert_tiny.json");
+    let unsupported = WeightFile::open(&json_file).unwrap_err();
+    assert!(
+        matches!(unsupported, ImportError::UnsupportedFormat { .. }),
+        "{unsupported}"
+    );
+    let garbage = std::env::temp_dir().join(format!(
+        "antmmf-import-{}-garbage.safetensors",
+        std::process::id()
+    ));
+    std::fs::write(&garbage, b"not a safetensors file").unwrap();
+    let guard = TempFile(garbage);
+    let err = WeightFile::open(&guard.0).unwrap_err();
+    assert!(matches!(err, ImportError::Read { .. }), "{err}");
+    let io = WeightFile::open(fixture("bert_io.safetensors")).unwrap();
+    let absent = io.tensor::<B, 2>("no_such_tensor", &Default::default());
+    assert!(matches!(absent, Err(ImportError::NoSuchTensor { .. })));
+    let wrong_rank = io.tensor::<B, 3>("input_ids", &Default::default());
+    assert!(matches!(wrong_rank, Err(ImportError::Tensor { .. })));
+}
