@@ -454,3 +454,22 @@ fn help_has_a_worked_example() {
         );
     }
 }
+
+#[test]
+fn keys_not_acted_on_are_listed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = write(
+        dir.path(),
+        "main.yml",
+        "training_parameters:\n  batch_size: 2\n  pin_memory: true\n",
+    );
+    let o = run(
+        TRAIN,
+        &["--config", main.to_str().unwrap(), "--print-config"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert_eq!(e.matches("not acted on by this build").count(), 1, "{e}");
+    assert!(e.contains("training_parameters.pin_memory"), "{e}");
+    assert!(!e.contains("training_parameters.batch_size"), "{e}");
+}

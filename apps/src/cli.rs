@@ -113,6 +113,31 @@ impl CommonArgs {
     }
 }
 
+/// Config keys this build acts on (patterns: `*` is one segment, a trailing `**` any suffix).
+/// Keys a user sets that match none of these are declared by AntMMF but ignored here, and are
+/// listed once as a warning. Each flow adds the keys it reads as it lands.
+pub const ACTED_ON_KEYS: &[&str] = &[
+    "includes",
+    "training_parameters.batch_size",
+    "training_parameters.test_batch_size",
+    "training_parameters.seed",
+    "training_parameters.save_dir",
+    "training_parameters.logger_level",
+    "training_parameters.local_rank",
+];
+
+/// Logs, once, the user-set keys that this build does not act on.
+pub fn warn_ignored_keys(config: &Config) {
+    let ignored = config.ignored_keys(ACTED_ON_KEYS);
+    if !ignored.is_empty() {
+        log::warn!(
+            "{} config key(s) are declared by AntMMF but not acted on by this build: {}",
+            ignored.len(),
+            ignored.join(", ")
+        );
+    }
+}
+
 /// Loads and fully validates the configuration the flags describe (keys, types and ranges of
 /// the sections every run reads).
 pub fn load_config(args: &CommonArgs) -> Result<Config, ConfigError> {

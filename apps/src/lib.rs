@@ -8,4 +8,4 @@ pub mod backend;
 pub mod cli;
 
 pub use backend::{BackendVisitor, compiled_backends, with_backend};
-pub use cli::{CommonArgs, load_config};
+pub use cli::{ACTED_ON_KEYS, CommonArgs, load_config, warn_ignored_keys};

@@ -1,6 +1,6 @@
 //! `antmmf-eval`: evaluate an AntMMF UniVL checkpoint from an AntMMF-style config.
 
-use antmmf_apps::{CommonArgs, load_config};
+use antmmf_apps::{CommonArgs, load_config, warn_ignored_keys};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -30,6 +30,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     antmmf_core::logging::init(log::LevelFilter::Info);
     let config = load_config(&cli.common)?;
+    warn_ignored_keys(&config);
     let backend = cli.common.backend_kind()?;
     let devices = cli.common.device_ids()?;
     antmmf_core::backend::ensure_compiled(backend, &antmmf_apps::compiled_backends())?;
