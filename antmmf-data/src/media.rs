@@ -98,6 +98,12 @@ pub enum MediaError {
         /// The image crate's error.
         source: image::ImageError,
     },
+    /// A JPEG file ends before its end-of-image marker.
+    #[error("{path}: truncated JPEG (no end-of-image marker)")]
+    TruncatedImage {
+        /// The file concerned.
+        path: PathBuf,
+    },
     /// A keyframe directory holds no image.
     #[error("{path}: keyframe directory has no .jpg/.jpeg/.png frames")]
     EmptyKeyframeDir {

@@ -126,13 +126,20 @@ fn clip_from_decoder(
     })
 }
 
-/// Reads an image file as RGB (the `image` crate's default decoding limits apply).
+/// Reads an image file as RGB (the `image` crate's default decoding limits apply). A JPEG
+/// whose entropy-coded data is not closed by an end-of-image marker is reported as truncated
+/// rather than decoded with its missing part filled in.
 pub fn read_image(path: &Path, opts: DecodeOptions) -> Result<RgbFrame, MediaError> {
-    let img = image::ImageReader::open(path)
-        .map_err(|source| MediaError::Io {
+    let bytes = std::fs::read(path).map_err(|source| MediaError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if is_truncated_jpeg(&bytes) {
+        return Err(MediaError::TruncatedImage {
             path: path.to_path_buf(),
-            source,
-        })?
+        });
+    }
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|source| MediaError::Io {
             path: path.to_path_buf(),
@@ -238,6 +245,18 @@ fn load_keyframe_dir(
         frame_count: files.len(),
         source: dir.to_path_buf(),
     })
+}
+
+/// A JPEG (starts with SOI) with no EOI marker after its last start-of-scan marker.
+fn is_truncated_jpeg(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(i) => !bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => true,
+    }
 }
 
 fn has_image_extension(path: &Path) -> bool {
