@@ -549,6 +549,39 @@ pub fn l2_mil_nce_loss<B: Backend>(
     mil_nce_loss(l2_similarity, b, 1, weights)
 }
 
+/// AntMMF's registry loss `mil-nce` (`antmmf/modules/losses/mil_nce_loss.py`, Miech et al. 2020).
+///
+/// Texts are repeated to one per clip, `x = video @ text_rep^T`, and for each clip row `i`
+/// `loss_i = logsumexp([x[i, :], x[:, i]]) - x[i, i]`; `loss = mean_i(loss_i)`. As in AntMMF,
+/// other clips of the same video count as negatives.
+///
+/// # Shapes
+/// - `video`: `[batch * n_clips, dim]` (clips of a video adjacent), `text`: `[batch, dim]`
+/// - output: `[1]`
+pub fn mil_nce_loss_paired<B: Backend>(
+    video: Tensor<B, 2>,
+    text: Tensor<B, 2>,
+) -> Result<Tensor<B, 1>, LossError> {
+    let [n, d] = video.dims();
+    let [b, dt] = text.dims();
+    if b == 0 || d != dt || n == 0 || !n.is_multiple_of(b) {
+        return Err(shape_error(
+            "mil_nce_loss_paired",
+            format!("video [{n}, {d}] must hold a whole number of clips per text [{b}, {dt}]"),
+        ));
+    }
+    let n_clips = n / b;
+    let text = text
+        .unsqueeze_dim::<3>(1)
+        .repeat_dim(1, n_clips)
+        .reshape([n, d]);
+    let x = video.matmul(text.transpose());
+    let diagonal = Tensor::<B, 1, Int>::arange(0..n as i64, &x.device()).unsqueeze_dim(1);
+    let nominator = x.clone().gather(1, diagonal);
+    let denominator = logsumexp(Tensor::cat(vec![x.clone(), x.transpose()], 1), 1);
+    Ok((denominator - nominator).mean())
+}
+
 // ---------------------------------------------------------------------------------------------
 // MoCo queue losses (moco_utils.py)
 // ---------------------------------------------------------------------------------------------
@@ -669,6 +702,52 @@ pub fn moco_video_to_text_loss<B: Backend>(
     let pos = (clip_query.clone() * keys).sum_dim(1);
     let neg = clip_query.matmul(text_queue.detach());
     moco_loss(pos, neg, temperature, None)
+}
+
+/// `MocoUtils.dequeue_and_enqueue` for one queue: writes `keys` as columns ending at
+/// `min(ptr + n, K)` and returns the new queue and pointer `end % K`.
+///
+/// As in AntMMF, a batch of keys containing NaN is skipped (queue and pointer unchanged); this
+/// reads one flag back to the host. Keys are detached.
+///
+/// # Shapes
+/// - `queue`: `[hidden, K]`, `keys`: `[n, hidden]` with `n <= K`
+/// - output queue: `[hidden, K]`
+pub fn moco_enqueue<B: Backend>(
+    queue: Tensor<B, 2>,
+    keys: Tensor<B, 2>,
+    ptr: usize,
+) -> Result<(Tensor<B, 2>, usize), LossError> {
+    let [h, k] = queue.dims();
+    let [n, hk] = keys.dims();
+    if hk != h || n > k || ptr >= k {
+        return Err(shape_error(
+            "moco_enqueue",
+            format!("keys [{n}, {hk}] and pointer {ptr} do not fit queue [{h}, {k}]"),
+        ));
+    }
+    if n == 0 {
+        return Ok((queue, ptr));
+    }
+    let keys = keys.detach();
+    let nan_count = keys
+        .clone()
+        .is_nan()
+        .int()
+        .sum()
+        .into_data()
+        .iter::<i64>()
+        .next()
+        .unwrap_or(0);
+    if nan_count > 0 {
+        return Ok((queue, ptr));
+    }
+    let end = (ptr + n).min(k);
+    let start = end - n;
+    Ok((
+        queue.slice_assign([0..h, start..end], keys.transpose()),
+        end % k,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -929,6 +1008,44 @@ mod tests {
         let neg = t2(&[&[0.0, -1.0]]);
         let got = scalar(moco_loss(pos, neg, 0.5, Some(1)).unwrap());
         assert_close(got, (e(2.0) + 1.0).ln() - 2.0, 1e-6, "moco top-k mining");
+    }
+
+    #[test]
+    fn paired_mil_nce_hand_checked() {
+        // video [[1, 0], [0, 1]], text [[2, 0], [0, 1]], one clip: x = [[2, 0], [0, 1]].
+        // row 0: ln(e^2 + e^0 + e^2 + e^0) - 2; row 1: ln(e^0 + e^1 + e^0 + e^1) - 1.
+        let video = t2(&[&[1.0, 0.0], &[0.0, 1.0]]);
+        let text = t2(&[&[2.0, 0.0], &[0.0, 1.0]]);
+        let got = scalar(mil_nce_loss_paired(video, text).unwrap());
+        let e = f64::exp;
+        let want = ((2.0 * e(2.0) + 2.0).ln() - 2.0 + (2.0 + 2.0 * e(1.0)).ln() - 1.0) / 2.0;
+        assert_close(got, want, 1e-6, "paired mil-nce");
+        // two clips per text: text 0 = (1, 0) repeated; clips (1, 0), (0, 1).
+        // x[i][j] = clip_i . text: [[1, 1], [0, 0]]; row 0: [x[0, :], x[:, 0]] = {1, 1, 1, 0},
+        // ln(3e + 1) - 1; row 1: {0, 0, 1, 0}, ln(3 + e) - 0 (the other clip is a negative).
+        let video = t2(&[&[1.0, 0.0], &[0.0, 1.0]]);
+        let text = t2(&[&[1.0, 0.0]]);
+        let got = scalar(mil_nce_loss_paired(video, text).unwrap());
+        let want = ((3.0 * e(1.0) + 1.0).ln() - 1.0 + (3.0 + e(1.0)).ln()) / 2.0;
+        assert_close(got, want, 1e-6, "paired mil-nce, 2 clips");
+    }
+
+    #[test]
+    fn moco_enqueue_ring_buffer() {
+        // queue [1 x 4] = [0, 0, 0, 0]; 2 keys at ptr 3: end = min(5, 4) = 4, start = 2.
+        let queue = t2(&[&[0.0, 0.0, 0.0, 0.0]]);
+        let keys = t2(&[&[7.0], &[8.0]]);
+        let (queue, ptr) = moco_enqueue(queue, keys, 3).unwrap();
+        let q: Vec<f32> = queue.clone().into_data().iter::<f32>().collect();
+        assert_eq!((q, ptr), (vec![0.0, 0.0, 7.0, 8.0], 0));
+        let (queue, ptr) = moco_enqueue(queue, t2(&[&[1.0]]), 0).unwrap();
+        let q: Vec<f32> = queue.clone().into_data().iter::<f32>().collect();
+        assert_eq!((q, ptr), (vec![1.0, 0.0, 7.0, 8.0], 1));
+        // NaN keys are skipped.
+        let (queue, ptr) = moco_enqueue(queue, t2(&[&[f32::NAN]]), 1).unwrap();
+        let q: Vec<f32> = queue.clone().into_data().iter::<f32>().collect();
+        assert_eq!((q, ptr), (vec![1.0, 0.0, 7.0, 8.0], 1));
+        assert!(moco_enqueue(queue, t2(&[&[1.0f32][..]; 5]), 0).is_err());
     }
 
     #[test]
