@@ -5,8 +5,9 @@
 //!   block-diagonal positives), `get_l1_simi_matrix` and `reduce_clips` (clip-level L1 similarity,
 //!   logsumexp over clips), `_cross_similarity_hard_mining` (`re_sample_method: nearliest | top_k`)
 //!   and the `re_weight_method: median` row weights of `forward_stage2`;
-//! - `prj/base_vtp/roi_univl/univl/model/moco_utils.py`: `MocoUtils.moco_loss` and the two
-//!   cross-modal queue losses that `get_simi_logits` builds from it;
+//! - `prj/base_vtp/roi_univl/univl/model/moco_utils.py`: `MocoUtils.moco_loss`, the two
+//!   cross-modal queue losses that `get_simi_logits` builds from it, and `dequeue_and_enqueue`;
+//! - `antmmf/modules/losses/mil_nce_loss.py`: the registry `mil-nce` loss on paired embeddings;
 //! - CLIP-style symmetric InfoNCE, the masked-LM cross entropy (`ignore_index = -100`), BCE with
 //!   logits (ITM / matching heads) and the multiple-choice softmax cross entropy.
 //!
@@ -624,8 +625,12 @@ pub fn moco_loss<B: Backend>(
                 format!("mining_top_k {top} must be in 1..={k}"),
             ));
         }
-        // Burn's topk needs k < size; keeping all of them is the identity.
-        Some(top) if top < k => neg.topk(top, 1),
+        // Burn 0.21's `topk` has no autodiff support and Flex lacks `argtopk`: sort detached
+        // values, keep the first `top` indices and gather (gradient flows to the kept negatives).
+        Some(top) if top < k => {
+            let kept = neg.clone().detach().argsort_descending(1).narrow(1, 0, top);
+            neg.gather(1, kept)
+        }
         _ => neg,
     };
     let all = Tensor::cat(vec![pos.clone(), neg], 1).div_scalar(temperature);
@@ -1046,6 +1051,90 @@ mod tests {
         let q: Vec<f32> = queue.clone().into_data().iter::<f32>().collect();
         assert_eq!((q, ptr), (vec![1.0, 0.0, 7.0, 8.0], 1));
         assert!(moco_enqueue(queue, t2(&[&[1.0f32][..]; 5]), 0).is_err());
+    }
+
+    /// Autodiff gradient of `f` at `x` against central finite differences (step 1e-2, f32).
+    fn check_gradient<const D: usize>(
+        x: Tensor<B, D>,
+        f: impl Fn(Tensor<AB, D>) -> Tensor<AB, 1>,
+        what: &str,
+    ) {
+        let xa = Tensor::<AB, D>::from_data(x.to_data(), &Default::default()).require_grad();
+        let grads = f(xa.clone()).backward();
+        let analytic: Vec<f64> = xa.grad(&grads).unwrap().into_data().iter::<f64>().collect();
+        let base: Vec<f32> = x.to_data().iter::<f32>().collect();
+        let shape = x.dims();
+        let eps = 1e-2f32;
+        let eval = |values: Vec<f32>| {
+            scalar(f(Tensor::<AB, D>::from_data(
+                TensorData::new(values, shape),
+                &Default::default(),
+            )))
+        };
+        for (k, &g) in analytic.iter().enumerate() {
+            let mut plus = base.clone();
+            plus[k] += eps;
+            let mut minus = base.clone();
+            minus[k] -= eps;
+            let numeric = (eval(plus) - eval(minus)) / (2.0 * f64::from(eps));
+            assert_close(g, numeric, 1e-3, what);
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        // MIL-NCE over repeated clip scores (mask_fill, cat, log_softmax, select on the tape).
+        let clip: Vec<f32> = (0..18).map(|k| ((k * 7) % 11) as f32 / 5.0 - 1.0).collect();
+        let clip = Tensor::<B, 3>::from_data(TensorData::new(clip, [3, 3, 2]), &Default::default());
+        check_gradient(clip, |c| l1_mil_nce_loss(c).unwrap(), "l1 mil-nce grad");
+        // Weighted L2 MIL-NCE.
+        let s = t2(&[&[0.5, -0.2, 0.1], &[0.3, 0.9, -0.4], &[0.0, 0.2, 0.7]]);
+        check_gradient(
+            s,
+            |s| {
+                let w = Tensor::<AB, 1>::from_data([1.0f32, 0.4, 0.7], &Default::default());
+                l2_mil_nce_loss(s, Some(w)).unwrap()
+            },
+            "l2 mil-nce grad",
+        );
+        // MoCo with top-k mining (gradient flows only through the kept negatives).
+        let neg = t2(&[&[0.1, -0.3, 0.45, 0.2], &[-0.5, 0.05, 0.3, -0.1]]);
+        check_gradient(
+            neg,
+            |n| {
+                let pos =
+                    Tensor::<AB, 2>::from_data([[0.6f32, 0.2], [0.4, 0.1]], &Default::default());
+                moco_loss(pos, n, 0.5, Some(2)).unwrap()
+            },
+            "moco grad",
+        );
+        // Multi-positive MoCo w.r.t. the text queries (keys and queue are constants).
+        let query = t2(&[&[0.3, -0.2], &[0.1, 0.6]]);
+        check_gradient(
+            query,
+            |q| {
+                let dev = Default::default();
+                let keys = Tensor::<AB, 2>::from_data(
+                    [[0.5f32, 0.1], [0.2, -0.4], [-0.3, 0.7], [0.6, 0.2]],
+                    &dev,
+                );
+                let queue =
+                    Tensor::<AB, 2>::from_data([[0.1f32, -0.6, 0.4], [0.5, 0.2, -0.3]], &dev);
+                moco_text_to_video_loss(q, keys, queue, 2, 0.5).unwrap()
+            },
+            "moco t2v grad",
+        );
+        // Paired MIL-NCE w.r.t. the video clips.
+        let video = t2(&[&[0.2, -0.1], &[0.4, 0.3], &[-0.3, 0.5], &[0.1, 0.1]]);
+        check_gradient(
+            video,
+            |v| {
+                let text =
+                    Tensor::<AB, 2>::from_data([[0.5f32, -0.2], [0.1, 0.8]], &Default::default());
+                mil_nce_loss_paired(v, text).unwrap()
+            },
+            "paired mil-nce grad",
+        );
     }
 
     #[test]
