@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use decode::{DecodeOptions, RgbFrame, VideoDecoder, VideoInfo};
+pub use preview::{FramesError, FramesReport, FramesRequest, frames_report};
 pub use sampling::{FrameResample, FrameSampler, SampleMode, TimeWindow};
 pub use source::{Clip, MediaSource, load_clip};
 

@@ -231,9 +231,50 @@ fn init_ffmpeg() {
     });
 }
 
+/// Where the encoded video comes from (kept to reopen inputs that cannot seek).
+#[derive(Clone)]
+enum Origin {
+    File,
+    Bytes(Arc<[u8]>),
+}
+
+/// Opens the FFmpeg input with the deadline installed as its interrupt callback.
+fn open_input(
+    path: &Path,
+    origin: &Origin,
+    deadline: &Deadline,
+) -> Result<format::context::Input, MediaError> {
+    match origin {
+        Origin::File => format::input_with_interrupt(path, deadline.interrupt())
+            .map_err(|e| open_error(path, deadline, e)),
+        Origin::Bytes(bytes) => {
+            let io = format::context::StreamIo::from_read_seek(Cursor::new(Arc::clone(bytes)))
+                .map_err(|e| open_error(path, deadline, e))?;
+            let name = path.file_name().and_then(|n| n.to_str());
+            format::input_from_stream_with_interrupt(io, name, None, deadline.interrupt())
+                .map_err(|e| open_error(path, deadline, e))
+        }
+    }
+}
+
+/// Makes the demuxer skip every stream but `keep`.
+fn discard_other_streams(input: &mut format::context::Input, keep: usize) {
+    // SAFETY: `input` owns a valid AVFormatContext whose `streams` array has `nb_streams`
+    // valid entries; only the `discard` field of each stream is written.
+    unsafe {
+        let ctx = input.as_mut_ptr();
+        for i in 0..(*ctx).nb_streams as usize {
+            if i != keep {
+                (**(*ctx).streams.add(i)).discard = ffmpeg::ffi::AVDiscard::AVDISCARD_ALL;
+            }
+        }
+    }
+}
+
 /// An opened, indexed video from which any set of frames can be decoded.
 pub struct VideoDecoder {
     path: PathBuf,
+    origin: Origin,
     input: format::context::Input,
     stream_index: usize,
     decoder: ffmpeg::decoder::Video,
@@ -258,9 +299,8 @@ impl VideoDecoder {
     pub fn open(path: &Path, opts: DecodeOptions) -> Result<Self, MediaError> {
         init_ffmpeg();
         let deadline = Deadline::new(opts.timeout);
-        let input = format::input_with_interrupt(path, deadline.interrupt())
-            .map_err(|e| open_error(path, &deadline, e))?;
-        Self::from_input(path.to_path_buf(), input, opts, deadline)
+        let input = open_input(path, &Origin::File, &deadline)?;
+        Self::from_input(path.to_path_buf(), Origin::File, input, opts, deadline)
     }
 
     /// Opens and indexes a video held in memory (e.g. read from LMDB), through FFmpeg custom
@@ -272,16 +312,14 @@ impl VideoDecoder {
     ) -> Result<Self, MediaError> {
         init_ffmpeg();
         let deadline = Deadline::new(opts.timeout);
-        let io = format::context::StreamIo::from_read_seek(Cursor::new(bytes))
-            .map_err(|e| open_error(label, &deadline, e))?;
-        let name = label.file_name().and_then(|n| n.to_str());
-        let input = format::input_from_stream_with_interrupt(io, name, None, deadline.interrupt())
-            .map_err(|e| open_error(label, &deadline, e))?;
-        Self::from_input(label.to_path_buf(), input, opts, deadline)
+        let origin = Origin::Bytes(bytes.into());
+        let input = open_input(label, &origin, &deadline)?;
+        Self::from_input(label.to_path_buf(), origin, input, opts, deadline)
     }
 
     fn from_input(
         path: PathBuf,
+        origin: Origin,
         mut input: format::context::Input,
         opts: DecodeOptions,
         deadline: Deadline,
@@ -325,16 +363,7 @@ impl VideoDecoder {
         }
 
         // Demux everything once, reading only the video stream's packets.
-        // SAFETY: `input` owns a valid AVFormatContext whose `streams` array has `nb_streams`
-        // valid entries; only the `discard` field of each stream is written.
-        unsafe {
-            let ctx = input.as_mut_ptr();
-            for i in 0..(*ctx).nb_streams as usize {
-                if i != stream_index {
-                    (**(*ctx).streams.add(i)).discard = ffmpeg::ffi::AVDiscard::AVDISCARD_ALL;
-                }
-            }
-        }
+        discard_other_streams(&mut input, stream_index);
         let packets = scan_packets(&path, &mut input, stream_index, &deadline)?;
         if packets.is_empty() {
             return Err(MediaError::NoFrames { path });
@@ -366,6 +395,7 @@ impl VideoDecoder {
         };
         Ok(Self {
             path,
+            origin,
             input,
             stream_index,
             decoder,
@@ -675,12 +705,16 @@ impl VideoDecoder {
         Ok(())
     }
 
-    /// Back to the first packet.
+    /// Back to the first packet: a seek, or reopening inputs that cannot seek (raw streams).
     fn rewind(&mut self) -> Result<(), MediaError> {
         self.decoder.flush();
-        self.input
-            .seek(i64::MIN, ..)
-            .map_err(|e| decode_error(&self.path, "seeking to the start", e))
+        if self.input.seek(i64::MIN, ..).is_ok() {
+            return Ok(());
+        }
+        let mut input = open_input(&self.path, &self.origin, &self.deadline)?;
+        discard_other_streams(&mut input, self.stream_index);
+        self.input = input;
+        Ok(())
     }
 
     fn check_deadline(&self) -> Result<(), MediaError> {
