@@ -516,6 +516,7 @@ pub fn reduce_clips<B: Backend>(clip_similarity: Tensor<B, 3>) -> Tensor<B, 2> {
 
 /// Stage-1 (L1) MIL-NCE of `forward_stage1`: the clip scores are repeated to a
 /// `[batch * n_clips, batch * n_clips]` matrix and passed to [`mil_nce_loss`] with `n_pair = n_clips`.
+/// A `[texts, videos * n_clips]` matrix is `.reshape([batch, batch, n_clips])` first.
 ///
 /// # Shapes
 /// - `clip_similarity`: `[batch, batch, n_clips]` (texts x videos x clips, matched on the diagonal)
@@ -707,6 +708,48 @@ pub fn moco_video_to_text_loss<B: Backend>(
     let pos = (clip_query.clone() * keys).sum_dim(1);
     let neg = clip_query.matmul(text_queue.detach());
     moco_loss(pos, neg, temperature, None)
+}
+
+/// Inputs of [`moco_cross_modal_loss`]: online queries, momentum keys and the two queues.
+#[derive(Debug, Clone)]
+pub struct MocoInputs<B: Backend> {
+    /// Online text embeddings, `[batch, hidden]`.
+    pub text_query: Tensor<B, 2>,
+    /// Online clip embeddings, `[batch * n_clips, hidden]`.
+    pub clip_query: Tensor<B, 2>,
+    /// Momentum-encoder text keys, `[batch, hidden]`.
+    pub text_keys: Tensor<B, 2>,
+    /// Momentum-encoder clip keys, `[batch * n_clips, hidden]`.
+    pub clip_keys: Tensor<B, 2>,
+    /// Queue of past text keys, `[hidden, K]`.
+    pub text_queue: Tensor<B, 2>,
+    /// Queue of past clip keys, `[hidden, K]`.
+    pub clip_queue: Tensor<B, 2>,
+}
+
+/// The stage-1 MoCo loss of `get_simi_logits`: mean of [`moco_text_to_video_loss`] and
+/// [`moco_video_to_text_loss`] (AntMMF's `(l1_simi_loss_t + l1_simi_loss_v) / 2`).
+///
+/// # Shapes
+/// - see [`MocoInputs`]; output: `[1]`
+pub fn moco_cross_modal_loss<B: Backend>(
+    inputs: MocoInputs<B>,
+    n_clips: usize,
+    temperature: f64,
+) -> Result<Tensor<B, 1>, LossError> {
+    let MocoInputs {
+        text_query,
+        clip_query,
+        text_keys,
+        clip_keys,
+        text_queue,
+        clip_queue,
+    } = inputs;
+    let text_to_video =
+        moco_text_to_video_loss(text_query, clip_keys, clip_queue, n_clips, temperature)?;
+    let video_to_text =
+        moco_video_to_text_loss(clip_query, text_keys, text_queue, n_clips, temperature)?;
+    Ok((text_to_video + video_to_text).div_scalar(2.0))
 }
 
 /// `MocoUtils.dequeue_and_enqueue` for one queue: writes `keys` as columns ending at
@@ -1013,6 +1056,27 @@ mod tests {
         let neg = t2(&[&[0.0, -1.0]]);
         let got = scalar(moco_loss(pos, neg, 0.5, Some(1)).unwrap());
         assert_close(got, (e(2.0) + 1.0).ln() - 2.0, 1e-6, "moco top-k mining");
+        // Both directions together: the mean of the two losses checked above.
+        let both = moco_cross_modal_loss(
+            MocoInputs {
+                text_query: t2(&[&[1.0, 0.0]]),
+                clip_query: t2(&[&[1.0, 0.0], &[0.0, 1.0]]),
+                text_keys: t2(&[&[1.0, 0.0]]),
+                clip_keys: t2(&[&[1.0, 0.0], &[0.5, 0.5]]),
+                text_queue: t2(&[&[0.0, -1.0], &[1.0, 0.0]]),
+                clip_queue: t2(&[&[0.0, -1.0], &[1.0, 0.0]]),
+            },
+            2,
+            0.5,
+        )
+        .unwrap();
+        let t2v = (e(2.0) + e(1.0) + e(0.0) + e(-2.0)).ln() - (e(2.0) + e(1.0)).ln();
+        assert_close(
+            scalar(both),
+            (t2v + (l0 + l1) / 2.0) / 2.0,
+            1e-6,
+            "moco both",
+        );
     }
 
     #[test]
