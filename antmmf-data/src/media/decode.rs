@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use video_rs::ffmpeg::{
-    self, Packet, Rational,
+    self, Discard, Packet, Rational,
     codec::packet::Ref as _,
     format::{self, Pixel},
     frame,
@@ -536,6 +536,15 @@ impl VideoDecoder {
                         }
                         cursor = Some(pos + 1);
                     }
+                    // Frames nothing refers to and nobody asked for need not be decoded at all
+                    // (B-frames, mostly); reference frames are always decoded in full, so the
+                    // wanted frames are bit-identical.
+                    let wanted_pkt = packet.pts().is_some_and(|t| index_of_pts.contains_key(&t));
+                    self.decoder.skip_frame(if wanted_pkt {
+                        Discard::Default
+                    } else {
+                        Discard::NonReference
+                    });
                     if self.send(&packet)? {
                         self.receive_into(&mut frame, &index_of_pts, &mut got)?;
                     }
@@ -567,6 +576,7 @@ impl VideoDecoder {
         wanted: &[usize],
     ) -> Result<HashMap<usize, RgbFrame>, MediaError> {
         self.rewind()?;
+        self.decoder.skip_frame(Discard::Default);
         let last = wanted.last().copied().unwrap_or(0);
         let mut got = HashMap::new();
         let mut n = 0usize;
