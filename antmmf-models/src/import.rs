@@ -23,6 +23,8 @@ use std::rc::Rc;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
+mod torch_strides;
+
 use burn_store::{
     ApplyError, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
     PytorchStore, SafetensorsStore, TensorSnapshot,
@@ -317,6 +319,14 @@ impl KeyMap {
         .with_ignored(r"attn_mask$")
     }
 
+    /// lukemelas-style EfficientNet(-Lite) checkpoints (`_conv_stem`, `_blocks.{i}._bn0`, `_fc`)
+    /// into [`crate::efficientnet::EfficientNetLite`]: leading underscores dropped, BatchNorm
+    /// `num_batches_tracked` counters ignored.
+    pub fn lukemelas_efficientnet() -> Self {
+        Self::new("lukemelas-efficientnet", &[(r"^_", ""), (r"\._", ".")])
+            .with_ignored(r"num_batches_tracked$")
+    }
+
     fn with_rules(mut self, rules: &[(&str, &str)]) -> Self {
         for (a, b) in rules {
             self = self.with_rule(a, b);
@@ -386,10 +396,11 @@ impl WeightFile {
             }
             "bin" | "pth" | "pt" | "ckpt" => {
                 let mut store = PytorchStore::from_file(&path).map_indices_contiguous(false);
-                store
+                let raw = store
                     .get_all_snapshots()
                     .map_err(|e| read_err(e.to_string()))?
-                    .clone()
+                    .clone();
+                apply_pickle_strides(&path, raw)?
             }
             _ => return Err(ImportError::UnsupportedFormat { path }),
         };
@@ -565,6 +576,54 @@ impl WeightFile {
         log::info!("{report}");
         Ok((module, report))
     }
+}
+
+/// Re-orders tensors that the pickle stores as non-contiguous views (burn-store 0.21 reads every
+/// tensor as contiguous; see [`torch_strides`]).
+fn apply_pickle_strides(
+    path: &Path,
+    raw: BTreeMap<String, TensorSnapshot>,
+) -> Result<BTreeMap<String, TensorSnapshot>, ImportError> {
+    let layouts = match torch_strides::tensor_layouts(path) {
+        Ok(layouts) => layouts,
+        Err(message) => {
+            log::warn!(
+                "{}: cannot read tensor strides ({message}); assuming contiguous tensors",
+                path.display()
+            );
+            return Ok(raw);
+        }
+    };
+    raw.into_iter()
+        .map(|(key, snapshot)| {
+            let Some(layout) = layouts.get(&key).filter(|l| !l.is_contiguous()) else {
+                return Ok((key, snapshot));
+            };
+            let numel: usize = snapshot.shape.iter().product();
+            if layout.size != snapshot.shape.to_vec() || layout.span() > numel {
+                return Err(ImportError::Tensor {
+                    path: path.to_path_buf(),
+                    key,
+                    message: format!(
+                        "stored as a strided view (size {:?}, stride {:?}) that is not a \
+                         permutation of its elements; re-save it with .contiguous()",
+                        layout.size, layout.stride
+                    ),
+                });
+            }
+            let data_fn = snapshot.clone_data_fn();
+            let layout = layout.clone();
+            let restrided = TensorSnapshot::from_closure(
+                Rc::new(move || Ok(layout.restride(data_fn()?))),
+                snapshot.dtype,
+                snapshot.shape.clone(),
+                snapshot.path_stack.clone().unwrap_or_default(),
+                snapshot.container_stack.clone().unwrap_or_default(),
+                snapshot.tensor_id.unwrap_or_default(),
+            );
+            Ok((key, restrided))
+        })
+        .collect()
 }
 
 /// A snapshot renamed to `key` (burn-store matches on the path stack).

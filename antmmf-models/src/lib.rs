@@ -4,6 +4,7 @@
 
 pub mod bert;
 pub mod clip;
+pub mod efficientnet;
 pub mod import;
 pub mod losses;
 pub mod transformer;
