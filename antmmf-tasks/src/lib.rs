@@ -1,4 +1,5 @@
 //! antmmf-tasks: pretraining, retrieval, open QA and multi-choice QA on top of burn-train.
 
 pub mod metrics;
+pub mod optim;
 pub mod schedule;
