@@ -14,7 +14,9 @@
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -62,9 +64,9 @@ pub struct BertConfig {
     pub intermediate_size: usize,
     /// Feed-forward (and MLM transform) activation.
     pub hidden_act: Activation,
-    /// Dropout on hidden states (training only; the forward here is eval-mode).
+    /// Dropout on embeddings and sub-layer outputs (active on autodiff backends only).
     pub hidden_dropout_prob: f64,
-    /// Dropout on attention probabilities (training only).
+    /// Dropout on attention probabilities (active on autodiff backends only).
     pub attention_probs_dropout_prob: f64,
     /// Number of learned positions.
     pub max_position_embeddings: usize,
@@ -122,6 +124,19 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             )));
         }
+        for (name, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(BertConfigError::Invalid(format!(
+                    "{name} {p} is not a probability"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -140,6 +155,7 @@ impl BertConfig {
                     .init(device),
                 token_type_embeddings: EmbeddingConfig::new(self.type_vocab_size, h).init(device),
                 layer_norm: self.layer_norm(device),
+                dropout: self.hidden_dropout(),
             },
             encoder: BertEncoder {
                 layer: (0..self.num_hidden_layers)
@@ -176,6 +192,12 @@ impl BertConfig {
         }
     }
 
+    fn hidden_dropout(&self) -> Dropout {
+        Dropout {
+            prob: self.hidden_dropout_prob,
+        }
+    }
+
     fn layer_norm<B: Backend>(&self, device: &B::Device) -> LayerNorm<B> {
         LayerNormConfig::new(self.hidden_size)
             .with_epsilon(self.layer_norm_eps)
@@ -193,6 +215,10 @@ impl BertConfig {
                 output: BertSublayerOutput {
                     dense: linear(h, h),
                     layer_norm: self.layer_norm(device),
+                    dropout: self.hidden_dropout(),
+                },
+                dropout: Dropout {
+                    prob: self.attention_probs_dropout_prob,
                 },
                 num_heads: self.num_attention_heads,
             },
@@ -203,6 +229,7 @@ impl BertConfig {
             output: BertSublayerOutput {
                 dense: linear(self.intermediate_size, h),
                 layer_norm: self.layer_norm(device),
+                dropout: self.hidden_dropout(),
             },
         }
     }
@@ -219,6 +246,8 @@ pub struct BertEmbeddings<B: Backend> {
     pub token_type_embeddings: Embedding<B>,
     /// Output LayerNorm.
     pub layer_norm: LayerNorm<B>,
+    /// Dropout after the LayerNorm (training only).
+    pub dropout: Dropout,
 }
 
 impl<B: Backend> BertEmbeddings<B> {
@@ -261,7 +290,7 @@ impl<B: Backend> BertEmbeddings<B> {
         let x = inputs_embeds
             + self.position_embeddings.forward(position_ids)
             + self.token_type_embeddings.forward(token_type_ids);
-        self.layer_norm.forward(x)
+        self.dropout.forward(self.layer_norm.forward(x))
     }
 
     /// The word embeddings alone (no position, type or LayerNorm), for building cross-encoder
@@ -286,6 +315,8 @@ pub struct BertAttention<B: Backend> {
     pub value: Linear<B>,
     /// Output projection + residual + LayerNorm.
     pub output: BertSublayerOutput<B>,
+    /// Dropout on the attention probabilities (training only).
+    pub dropout: Dropout,
     num_heads: usize,
 }
 
@@ -300,18 +331,21 @@ impl<B: Backend> BertAttention<B> {
             self.value.forward(x.clone()),
             self.num_heads,
             mask,
+            Some(&self.dropout),
         );
         self.output.forward(context, x)
     }
 }
 
-/// `LayerNorm(dense(x) + residual)`, BERT's post-LN sub-layer output.
+/// `LayerNorm(dropout(dense(x)) + residual)`, BERT's post-LN sub-layer output.
 #[derive(Module, Debug)]
 pub struct BertSublayerOutput<B: Backend> {
     /// Projection.
     pub dense: Linear<B>,
     /// LayerNorm after the residual.
     pub layer_norm: LayerNorm<B>,
+    /// Dropout on the projection (training only).
+    pub dropout: Dropout,
 }
 
 impl<B: Backend> BertSublayerOutput<B> {
@@ -319,7 +353,8 @@ impl<B: Backend> BertSublayerOutput<B> {
     /// - `x`: `[batch, seq, d_in]`; `residual`: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.layer_norm.forward(self.dense.forward(x) + residual)
+        self.layer_norm
+            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
     }
 }
 

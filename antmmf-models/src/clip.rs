@@ -280,6 +280,7 @@ impl<B: Backend> ClipEncoderLayer<B> {
             a.v_proj.forward(h),
             a.num_heads,
             mask,
+            None,
         );
         let x = x + a.out_proj.forward(attended);
         let m = &self.mlp;

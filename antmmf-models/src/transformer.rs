@@ -5,6 +5,7 @@
 //! Mirrors `transformers/activations.py` and the eager attention of
 //! `transformers/models/{bert,clip}/modeling_*.py`.
 
+use burn::nn::Dropout;
 use burn::tensor::activation::{gelu, gelu_approximate, relu, sigmoid, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
@@ -47,7 +48,8 @@ impl Activation {
 
 /// Scaled dot-product attention over already projected queries, keys and values.
 ///
-/// `softmax(q k^T / sqrt(head_dim) + mask) v` per head, heads concatenated again.
+/// `dropout(softmax(q k^T / sqrt(head_dim) + mask)) v` per head, heads concatenated again. The
+/// dropout is active only on autodiff backends (training), as Burn's [`Dropout`] is.
 ///
 /// # Shapes
 /// - `q`, `k`, `v`: `[batch, seq, hidden]` with `hidden = num_heads * head_dim`
@@ -59,6 +61,7 @@ pub fn multi_head_attention<B: Backend>(
     v: Tensor<B, 3>,
     num_heads: usize,
     additive_mask: Option<Tensor<B, 4>>,
+    dropout: Option<&Dropout>,
 ) -> Tensor<B, 3> {
     let [batch, seq_q, hidden] = q.dims();
     let seq_k = k.dims()[1];
@@ -70,7 +73,10 @@ pub fn multi_head_attention<B: Backend>(
     if let Some(mask) = additive_mask {
         scores = scores + mask;
     }
-    let probs = softmax(scores, 3);
+    let mut probs = softmax(scores, 3);
+    if let Some(dropout) = dropout {
+        probs = dropout.forward(probs);
+    }
     probs
         .matmul(v)
         .swap_dims(1, 2)

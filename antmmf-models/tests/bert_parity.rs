@@ -305,3 +305,66 @@ fn fully_padded_rows_stay_finite() {
     let values: Vec<f32> = out.last_hidden_state.into_data().to_vec().unwrap();
     assert!(values.iter().all(|v| v.is_finite()));
 }
+
+/// The cross-encoder entry point: word embeddings fed back through `forward_embeds` with explicit
+/// positions give `forward`'s output (fixture tiny BERT, atol 1e-6); restarting positions on a
+/// suffix (as for UniVL's visual tokens) changes only the outputs, not the API.
+#[test]
+fn forward_embeds_matches_forward_on_token_embeddings() {
+    let device = Default::default();
+    let (bert, _) = WeightFile::open(fixture("bert_weights.safetensors"))
+        .unwrap()
+        .load_into(
+            tiny_config().init::<B>(&device),
+            &KeyMap::hf_bert(),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+    let io = io();
+    let ids: Tensor<B, 2, Int> = io.int_tensor("input_ids", &device).unwrap();
+    let types: Tensor<B, 2, Int> = io.int_tensor("token_type_ids", &device).unwrap();
+    let mask: Tensor<B, 2, Int> = io.int_tensor("attention_mask", &device).unwrap();
+    let [b, l] = ids.dims();
+    let direct = bert.forward(ids.clone(), Some(types.clone()), Some(mask.clone()), false);
+    let positions = Tensor::<B, 1, Int>::arange(0..l as i64, &device)
+        .reshape([1, l])
+        .expand([b, l]);
+    let via_embeds = bert.forward_embeds(
+        bert.embeddings.word_embeddings(ids.clone()),
+        Some(types.clone()),
+        Some(positions),
+        Some(mask.clone()),
+        false,
+    );
+    assert_close(
+        "forward_embeds vs forward",
+        via_embeds.last_hidden_state,
+        direct.last_hidden_state.clone(),
+        1e-6,
+        0.0,
+    );
+    // Positions restarting at 0 on the second half (the visual part of the cross encoder).
+    let half = l / 2;
+    let restart = Tensor::cat(
+        vec![
+            Tensor::<B, 1, Int>::arange(0..half as i64, &device),
+            Tensor::<B, 1, Int>::arange(0..(l - half) as i64, &device),
+        ],
+        0,
+    )
+    .reshape([1, l])
+    .expand([b, l]);
+    let restarted = bert.forward_embeds(
+        bert.embeddings.word_embeddings(ids),
+        Some(types),
+        Some(restart),
+        Some(mask),
+        false,
+    );
+    let diff: f32 = (restarted.last_hidden_state - direct.last_hidden_state)
+        .abs()
+        .max()
+        .into_scalar()
+        .elem();
+    assert!(diff > 1e-3, "restarted positions must change the output");
+}

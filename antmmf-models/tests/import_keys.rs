@@ -241,3 +241,110 @@ fn bad_files_are_typed_errors() {
     let wrong_rank = io.tensor::<B, 3>("input_ids", &Default::default());
     assert!(matches!(wrong_rank, Err(ImportError::Tensor { .. })));
 }
+
+/// f64 checkpoints are cast to f32 on load: an f64 copy of fixture bert_weights.safetensors
+/// reproduces fixture `last_hidden_state` (atol 1e-4, rtol 1e-4).
+#[test]
+fn f64_checkpoints_are_cast_to_f32() {
+    let device = Default::default();
+    let bytes = std::fs::read(fixture("bert_weights.safetensors")).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let widened: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            let data: Vec<u8> = v
+                .data()
+                .chunks_exact(4)
+                .flat_map(|c| (f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).to_le_bytes())
+                .collect();
+            (k, data, v.shape().to_vec())
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = widened
+        .iter()
+        .map(|(k, d, s)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F64, s.clone(), d)
+                .unwrap();
+            (k.clone(), view)
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!(
+        "antmmf-import-{}-f64.safetensors",
+        std::process::id()
+    ));
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+    let file = TempFile(path);
+    let (bert, report) = WeightFile::open(&file.0)
+        .unwrap()
+        .load_into(
+            tiny_bert().init::<B>(&device),
+            &KeyMap::hf_bert(),
+            &LoadOptions::default(),
+        )
+        .expect("f64 weights load");
+    assert_eq!(report.loaded.len(), 39, "{report}");
+    let io = WeightFile::open(fixture("bert_io.safetensors")).unwrap();
+    let out = bert.forward(
+        io.int_tensor::<B, 2>("input_ids", &device).unwrap(),
+        Some(io.int_tensor("token_type_ids", &device).unwrap()),
+        Some(io.int_tensor("attention_mask", &device).unwrap()),
+        false,
+    );
+    assert_close(
+        "last_hidden_state from f64 weights",
+        out.last_hidden_state,
+        io.tensor("last_hidden_state", &device).unwrap(),
+        1e-4,
+        1e-4,
+    );
+}
+
+/// Original Video-Swin / VIOLET key names (`backbone.layers.{i}.blocks.{j}`, `mlp.fc1/fc2`,
+/// `layers.{i}.downsample`, plus an `attn_mask` buffer) built from fixture
+/// swin3d_weights.safetensors load every parameter through `KeyMap::video_swin`.
+#[test]
+fn original_video_swin_key_names_load() {
+    let device = Default::default();
+    let file = rewrite(
+        &fixture("swin3d_weights.safetensors"),
+        "video-swin",
+        |k| {
+            let mut k = k
+                .replace(".mlp.0.", ".mlp.fc1.")
+                .replace(".mlp.3.", ".mlp.fc2.");
+            for (i, stage) in ["0", "2", "4", "6"].iter().enumerate() {
+                if let Some(rest) = k.strip_prefix(&format!("features.{stage}.")) {
+                    k = format!("layers.{i}.blocks.{rest}");
+                }
+            }
+            for (i, merge) in ["1", "3", "5"].iter().enumerate() {
+                if let Some(rest) = k.strip_prefix(&format!("features.{merge}.")) {
+                    k = format!("layers.{i}.downsample.{rest}");
+                }
+            }
+            // The original code has no classification head in the backbone.
+            (!k.starts_with("head.")).then(|| format!("backbone.{k}"))
+        },
+        &[("backbone.layers.0.blocks.1.attn_mask", "norm.weight")],
+    );
+    let c = &json("swin3d.json")["config"];
+    let config = antmmf_models::video_swin::VideoSwinConfig {
+        embed_dim: c["embed_dim"].as_u64().unwrap() as usize,
+        depths: serde_json::from_value(c["depths"].clone()).unwrap(),
+        num_heads: serde_json::from_value(c["num_heads"].clone()).unwrap(),
+        num_classes: 0,
+        ..antmmf_models::video_swin::VideoSwinConfig::swin3d_t()
+    };
+    let (_, report) = WeightFile::open(&file.0)
+        .unwrap()
+        .load_into(
+            config.init::<B>(&device),
+            &KeyMap::video_swin(),
+            &LoadOptions::default(),
+        )
+        .expect("original Video-Swin names load");
+    assert_eq!(report.loaded.len(), 119, "{report}");
+    assert!(report.unexpected.is_empty(), "{report}");
+    assert_eq!(report.ignored, ["layers.0.blocks.1.attn_mask"]);
+}
