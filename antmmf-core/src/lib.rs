@@ -5,6 +5,7 @@
 //! crates and by the binaries.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod config;
 pub mod fsutil;
 pub mod logging;
