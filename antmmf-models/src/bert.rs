@@ -21,6 +21,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::import::{ImportError, KeyMap, LoadOptions, LoadReport, WeightFile, find_weights_file};
 use crate::transformer::{Activation, multi_head_attention, padding_additive_mask};
 
 /// Errors raised while reading a BERT configuration.
@@ -45,6 +46,28 @@ pub enum BertConfigError {
     /// The values are inconsistent.
     #[error("invalid BERT config: {0}")]
     Invalid(String),
+}
+
+/// Errors raised by [`Bert::from_pretrained`] and [`BertForPreTraining::from_pretrained`].
+#[derive(Debug, thiserror::Error)]
+pub enum BertLoadError {
+    /// The folder's `config.json` is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] BertConfigError),
+    /// The weights could not be found, read or applied.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+}
+
+/// A pretrained BERT loaded from an HF model folder, with its config and load report.
+#[derive(Debug)]
+pub struct Pretrained<M> {
+    /// The model with the folder's weights.
+    pub model: M,
+    /// The folder's `config.json`.
+    pub config: BertConfig,
+    /// What was loaded.
+    pub report: LoadReport,
 }
 
 /// BERT hyper-parameters; deserializes an HF `config.json` (unknown keys are ignored, missing ones
@@ -439,6 +462,28 @@ pub struct Bert<B: Backend> {
 }
 
 impl<B: Backend> Bert<B> {
+    /// Loads an HF model folder (`config.json` + `model.safetensors` or `pytorch_model.bin`),
+    /// with or without the pooler. Missing parameters are an error.
+    pub fn from_pretrained(
+        dir: impl AsRef<Path>,
+        pooler: bool,
+        device: &B::Device,
+    ) -> Result<Pretrained<Self>, BertLoadError> {
+        let dir = dir.as_ref();
+        let config = BertConfig::from_file(dir.join("config.json"))?;
+        let weights = WeightFile::open(find_weights_file(dir)?)?;
+        let (model, report) = weights.load_into(
+            config.init_with_pooler(pooler, device),
+            &KeyMap::hf_bert(),
+            &LoadOptions::default(),
+        )?;
+        Ok(Pretrained {
+            model,
+            config,
+            report,
+        })
+    }
+
     /// Encodes token ids.
     ///
     /// `attention_mask` is 1 on real tokens and 0 on padding (padded keys are masked with a large
@@ -583,6 +628,29 @@ pub struct BertForPreTraining<B: Backend> {
 }
 
 impl<B: Backend> BertForPreTraining<B> {
+    /// Loads an HF model folder into the model with heads. Heads absent from the file (e.g.
+    /// starting pre-training from a `BertModel` checkpoint) keep their initial values and are
+    /// listed in the report's `missing`.
+    pub fn from_pretrained(
+        dir: impl AsRef<Path>,
+        itm_head: bool,
+        device: &B::Device,
+    ) -> Result<Pretrained<Self>, BertLoadError> {
+        let dir = dir.as_ref();
+        let config = BertConfig::from_file(dir.join("config.json"))?;
+        let weights = WeightFile::open(find_weights_file(dir)?)?;
+        let (model, report) = weights.load_into(
+            config.init_with_heads(itm_head, device),
+            &KeyMap::hf_bert_with_heads(),
+            &LoadOptions::allow_missing(),
+        )?;
+        Ok(Pretrained {
+            model,
+            config,
+            report,
+        })
+    }
+
     /// Encodes and applies the heads.
     ///
     /// # Shapes

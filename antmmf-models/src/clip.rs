@@ -16,6 +16,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::import::{ImportError, KeyMap, LoadOptions, LoadReport, WeightFile, find_weights_file};
 use crate::transformer::{Activation, bool_to_additive, multi_head_attention};
 
 /// Errors raised while reading a CLIP configuration.
@@ -40,6 +41,17 @@ pub enum ClipConfigError {
     /// The values are inconsistent.
     #[error("invalid CLIP config: {0}")]
     Invalid(String),
+}
+
+/// Errors raised by the towers' `from_pretrained`.
+#[derive(Debug, thiserror::Error)]
+pub enum ClipLoadError {
+    /// The folder's `config.json` is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ClipConfigError),
+    /// The weights could not be found, read or applied.
+    #[error(transparent)]
+    Import(#[from] ImportError),
 }
 
 /// Reads a tower config from either a tower `config.json` or a full `CLIPModel` one (`key`).
@@ -394,6 +406,22 @@ pub struct ClipVision<B: Backend> {
 }
 
 impl<B: Backend> ClipVision<B> {
+    /// Loads the vision tower of an HF folder (`CLIPVisionModel` or full `CLIPModel`:
+    /// `config.json` + `model.safetensors` or `pytorch_model.bin`).
+    pub fn from_pretrained(
+        dir: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> Result<(Self, ClipVisionConfig, LoadReport), ClipLoadError> {
+        let dir = dir.as_ref();
+        let config = ClipVisionConfig::from_file(dir.join("config.json"))?;
+        let (model, report) = WeightFile::open(find_weights_file(dir)?)?.load_into(
+            config.init(device),
+            &KeyMap::hf_clip_vision(),
+            &LoadOptions::default(),
+        )?;
+        Ok((model, config, report))
+    }
+
     /// Encodes normalised images.
     ///
     /// # Shapes
@@ -446,6 +474,21 @@ pub struct ClipText<B: Backend> {
 }
 
 impl<B: Backend> ClipText<B> {
+    /// Loads the text tower of an HF folder (`CLIPTextModel` or full `CLIPModel`).
+    pub fn from_pretrained(
+        dir: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> Result<(Self, ClipTextConfig, LoadReport), ClipLoadError> {
+        let dir = dir.as_ref();
+        let config = ClipTextConfig::from_file(dir.join("config.json"))?;
+        let (model, report) = WeightFile::open(find_weights_file(dir)?)?.load_into(
+            config.init(device),
+            &KeyMap::hf_clip_text(),
+            &LoadOptions::default(),
+        )?;
+        Ok((model, config, report))
+    }
+
     /// Encodes token ids with the causal mask (query i sees keys j ≤ i); `attention_mask`
     /// (1 = token, 0 = padding) additionally masks padded keys, which only changes pad rows.
     /// The pooled output is the state at each row's first EOS (position 0 if a row has none).

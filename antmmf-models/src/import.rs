@@ -76,6 +76,14 @@ pub enum ImportError {
         /// What went wrong.
         message: String,
     },
+    /// A model folder holds none of the known weights file names.
+    #[error("{dir}: no weights file (looked for {looked_for})")]
+    NoWeightsFile {
+        /// The model folder.
+        dir: PathBuf,
+        /// The names tried.
+        looked_for: String,
+    },
     /// Parameters of the module found no tensor in the file.
     #[error(
         "{}: {} parameters have no weights in the file (first: {}); {}",
@@ -350,6 +358,28 @@ const BERT_COMMON: &[(&str, &str)] = &[
     (r"\.LayerNorm\.", ".layer_norm."),
     (r"\.attention\.self\.", ".attention."),
 ];
+
+/// Weights file names of an HF / AntMMF model folder, in the order they are tried.
+pub const WEIGHTS_FILE_NAMES: &[&str] = &[
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.pth",
+    "model.pt",
+    "model.ckpt",
+];
+
+/// The weights file of a model folder (the first of [`WEIGHTS_FILE_NAMES`] present).
+pub fn find_weights_file(dir: impl AsRef<Path>) -> Result<PathBuf, ImportError> {
+    let dir = dir.as_ref();
+    WEIGHTS_FILE_NAMES
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file())
+        .ok_or_else(|| ImportError::NoWeightsFile {
+            dir: dir.to_path_buf(),
+            looked_for: WEIGHTS_FILE_NAMES.join(", "),
+        })
+}
 
 /// A weights file opened once: its tensor index with lazily read data.
 pub struct WeightFile {

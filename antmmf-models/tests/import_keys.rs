@@ -190,6 +190,21 @@ fn clip_vision_from_a_full_clip_checkpoint() {
     assert_eq!(report.loaded.len(), 39, "{report}");
     assert_eq!(report.unexpected, ["text_model.final_layer_norm.weight"]);
 
+    // The same file as a full-CLIPModel folder (`config.json` with a nested `vision_config`).
+    let dir = std::env::temp_dir().join(format!("antmmf-import-{}-clipdir", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let full_config = serde_json::json!({
+        "vision_config": json("clip_vision.json")["config"].clone(),
+        "text_config": {"hidden_size": 64, "num_attention_heads": 4},
+    });
+    std::fs::write(dir.join("config.json"), full_config.to_string()).unwrap();
+    std::fs::copy(&file.0, dir.join("model.safetensors")).unwrap();
+    let loaded = antmmf_models::clip::ClipVision::<B>::from_pretrained(&dir, &device);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (_, folder_config, report) = loaded.expect("CLIP folder loads");
+    assert_eq!(folder_config, config);
+    assert_eq!(report.loaded.len(), 39, "{report}");
+
     let (_, report) = weights
         .load_into(
             config.init::<B>(&device),
