@@ -489,6 +489,11 @@ impl<B: Backend> Bert<B> {
     /// `attention_mask` is 1 on real tokens and 0 on padding (padded keys are masked with a large
     /// finite negative score); `token_type_ids` default to 0.
     ///
+    /// # Panics
+    /// Like `torch.nn.Embedding`, when an id is outside its table: token ids `>= vocab_size`,
+    /// type ids `>= type_vocab_size`, or `seq > max_position_embeddings`. Truncate and validate
+    /// ids where they are produced (the tokenizer / batcher).
+    ///
     /// # Shapes
     /// - `input_ids`, `token_type_ids`, `attention_mask`: `[batch, seq]`
     /// - output: see [`BertOutput`]

@@ -424,6 +424,9 @@ impl<B: Backend> ClipVision<B> {
 
     /// Encodes normalised images.
     ///
+    /// # Panics
+    /// When the image yields more patches than the config's `image_size` has position embeddings.
+    ///
     /// # Shapes
     /// - `pixel_values`: `[batch, channels, image, image]`
     /// - output: see [`ClipOutput`]; `seq = (image / patch)^2 + 1`

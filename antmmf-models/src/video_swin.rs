@@ -26,6 +26,11 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+/// An inconsistent [`VideoSwinConfig`].
+#[derive(Debug, thiserror::Error)]
+#[error("invalid Video Swin config: {0}")]
+pub struct VideoSwinConfigError(pub String);
+
 /// Video Swin hyper-parameters (torchvision's `SwinTransformer3d` arguments).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -104,12 +109,37 @@ impl VideoSwinConfig {
         }
     }
 
+    /// Checks what `init` and `forward` rely on: one head count per stage dividing its width,
+    /// non-zero patch and window sizes.
+    pub fn validate(&self) -> Result<(), VideoSwinConfigError> {
+        let fail = |m: String| Err(VideoSwinConfigError(m));
+        if self.depths.is_empty() || self.depths.len() != self.num_heads.len() {
+            return fail(format!(
+                "depths {:?} and num_heads {:?} must be non-empty and of equal length",
+                self.depths, self.num_heads
+            ));
+        }
+        if self.patch_size.contains(&0) || self.window_size.contains(&0) || self.embed_dim == 0 {
+            return fail("patch_size, window_size and embed_dim must be non-zero".into());
+        }
+        for (i, &heads) in self.num_heads.iter().enumerate() {
+            let dim = self.embed_dim << i;
+            if heads == 0 || !dim.is_multiple_of(heads) {
+                return fail(format!(
+                    "stage {i}: width {dim} is not a multiple of {heads} heads"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Width of the last stage's output.
     pub fn out_dim(&self) -> usize {
         self.embed_dim << self.depths.len().saturating_sub(1)
     }
 
-    /// Builds the model with freshly initialised weights.
+    /// Builds the model with freshly initialised weights (call [`Self::validate`] first on
+    /// configs read from files).
     pub fn init<B: Backend>(&self, device: &B::Device) -> VideoSwin<B> {
         let n_stages = self.depths.len();
         let ln = |d: usize| {

@@ -167,3 +167,28 @@ fn violet_variant_keeps_frames() {
     assert_eq!(config.out_dim(), 128);
     assert_eq!(VideoSwinConfig::violet().out_dim(), 768);
 }
+
+/// The presets validate; inconsistent head counts are a typed error.
+#[test]
+fn config_validation() {
+    for config in [
+        VideoSwinConfig::swin3d_t(),
+        VideoSwinConfig::swin3d_s(),
+        VideoSwinConfig::swin3d_b(),
+        VideoSwinConfig::violet(),
+        fixture_config(),
+    ] {
+        config.validate().expect("preset is valid");
+    }
+    let bad = VideoSwinConfig {
+        num_heads: vec![5, 6, 12, 24],
+        ..VideoSwinConfig::swin3d_t()
+    };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("stage 0"), "{err}");
+    let short = VideoSwinConfig {
+        num_heads: vec![3, 6],
+        ..VideoSwinConfig::swin3d_t()
+    };
+    assert!(short.validate().is_err());
+}
