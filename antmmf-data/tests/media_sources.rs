@@ -373,3 +373,81 @@ fn frames_command_reports_and_writes_a_contact_sheet() {
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["indices"], serde_json::json!([35, 50, 65, 80]));
 }
+
+#[test]
+fn lmdb_videos_decode_from_memory() {
+    use antmmf_data::media::source::{LmdbVideos, lmdb_key};
+    let p = assets().join("video/carphone_pristine.mp4");
+    assert!(p.is_file(), "{} missing: run scripts/setup.sh", p.display());
+    let bytes = std::fs::read(&p).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db_dir = dir.path().join("videos.lmdb");
+    std::fs::create_dir(&db_dir).unwrap();
+    let key = lmdb_key("msrvtt/carphone_pristine.mp4");
+    assert_eq!(key, "carphone_pristine");
+    {
+        // Write it the way AntMMF's conversion script does: stem -> file bytes.
+        let env = unsafe {
+            heed::EnvOpenOptions::new()
+                .map_size(64 << 20)
+                .open(&db_dir)
+                .unwrap()
+        };
+        let wtxn = env.write_txn().unwrap();
+        let db: heed::Database<heed::types::Bytes, heed::types::Bytes> = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| {
+                opener
+                    .create_database(wtxn, None)
+                    .map(heed::CommitOrAbort::<_, ()>::Commit)
+            })
+            .unwrap()
+            .unwrap_commit();
+        let mut wtxn = env.write_txn().unwrap();
+        db.put(&mut wtxn, key.as_bytes(), &bytes).unwrap();
+        wtxn.commit().unwrap();
+    }
+    let videos = LmdbVideos::open(&db_dir).unwrap();
+    let mut from_db = videos.decoder(&key, DecodeOptions::default()).unwrap();
+    let mut from_file = VideoDecoder::open(&p, DecodeOptions::default()).unwrap();
+    assert_eq!(from_db.info(), from_file.info());
+    let asked = [0, 40, 119];
+    assert_eq!(
+        from_db.decode(&asked).unwrap(),
+        from_file.decode(&asked).unwrap()
+    );
+
+    // Through load_clip, as a dataset would.
+    let src = MediaSource::Lmdb {
+        db: db_dir.clone(),
+        key: key.clone(),
+    };
+    drop(videos);
+    let clip = load_clip(
+        &src,
+        &eval8(),
+        None,
+        DecodeOptions::default(),
+        &mut ChaCha8Rng::seed_from_u64(0),
+    )
+    .unwrap();
+    assert_eq!(clip.frame_count, 120);
+
+    // A missing key and a directory that is not LMDB are clear errors naming the database.
+    let e = load_clip(
+        &MediaSource::Lmdb {
+            db: db_dir.clone(),
+            key: "nope".into(),
+        },
+        &eval8(),
+        None,
+        DecodeOptions::default(),
+        &mut ChaCha8Rng::seed_from_u64(0),
+    )
+    .unwrap_err();
+    assert!(matches!(e, MediaError::Lmdb { .. }), "{e}");
+    assert_names_file(&e, &db_dir);
+    let not_db = dir.path().join("plain");
+    std::fs::create_dir(&not_db).unwrap();
+    let e = LmdbVideos::open(&not_db).unwrap_err();
+    assert!(matches!(e, MediaError::Lmdb { .. }), "{e}");
+}

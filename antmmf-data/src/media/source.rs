@@ -265,12 +265,103 @@ fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// The LMDB key AntMMF's `MultiSourceLoader.read_bytes` uses for a video name: its file stem
+/// (`videos/clip7.mp4` -> `clip7`).
+pub fn lmdb_key(video_name: &str) -> String {
+    let file = video_name.rsplit('/').next().unwrap_or(video_name);
+    match file.rfind('.') {
+        Some(i) if i > 0 => file[..i].to_string(),
+        _ => file.to_string(),
+    }
+}
+
+/// A read-only LMDB database of encoded videos (AntMMF's `prj/univl/scripts/lmdb_conversion.py`
+/// layout: the unnamed database maps clip stems to file bytes), opened once and shared.
+pub struct LmdbVideos {
+    path: PathBuf,
+    env: heed::Env<heed::WithoutTls>,
+}
+
+impl std::fmt::Debug for LmdbVideos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LmdbVideos")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LmdbVideos {
+    /// Opens `path` (an LMDB directory holding `data.mdb`, or the data file itself) read-only
+    /// and without locking, as upstream does (`lmdb.open(readonly=True, lock=False)`).
+    pub fn open(path: &Path) -> Result<Self, MediaError> {
+        let err = |e: heed::Error| MediaError::Lmdb {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut flags = heed::EnvFlags::READ_ONLY | heed::EnvFlags::NO_LOCK;
+        if path.is_file() {
+            flags |= heed::EnvFlags::NO_SUB_DIR;
+        }
+        let mut options = heed::EnvOpenOptions::new().read_txn_without_tls();
+        // SAFETY: the environment is opened read-only; as upstream, the files must not be
+        // modified while training reads them (LMDB's memory-map contract).
+        let env = unsafe {
+            options.flags(flags);
+            options.open(path)
+        }
+        .map_err(err)?;
+        let videos = Self {
+            path: path.to_path_buf(),
+            env,
+        };
+        // Fail now, not on the first clip, when the file is not a video database.
+        videos.get("//probe")?;
+        Ok(videos)
+    }
+
+    /// The encoded bytes stored under `key`, if any.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, MediaError> {
+        let err = |e: heed::Error| MediaError::Lmdb {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
+        let rtxn = self.env.read_txn().map_err(err)?;
+        let db: Option<heed::Database<'_, heed::types::Bytes, heed::types::Bytes>> = self
+            .env
+            .open_databases_and_commit(rtxn, |opener, rtxn| {
+                opener
+                    .open_database(rtxn, None)
+                    .map(heed::CommitOrAbort::<_, ()>::Commit)
+            })
+            .map_err(err)?
+            .unwrap_commit();
+        let db = db.ok_or_else(|| MediaError::Lmdb {
+            path: self.path.clone(),
+            message: "no unnamed database".into(),
+        })?;
+        let rtxn = self.env.read_txn().map_err(err)?;
+        let bytes = db.get(&rtxn, key.as_bytes()).map_err(err)?;
+        Ok(bytes.map(<[u8]>::to_vec))
+    }
+
+    /// Decodes the video stored under `key` from memory (no temporary file).
+    pub fn decoder(&self, key: &str, opts: DecodeOptions) -> Result<VideoDecoder, MediaError> {
+        let bytes = self.get(key)?.ok_or_else(|| MediaError::Lmdb {
+            path: self.path.clone(),
+            message: format!("no video under key {key:?}"),
+        })?;
+        VideoDecoder::open_bytes(bytes, &self.path.join(key), opts)
+    }
+}
+
 /// Reads the encoded video stored under `key` in an LMDB environment.
 fn read_lmdb(db: &Path, key: &str) -> Result<Vec<u8>, MediaError> {
-    Err(MediaError::Lmdb {
-        path: db.to_path_buf(),
-        message: format!("cannot read key {key:?}: LMDB support is not built in"),
-    })
+    LmdbVideos::open(db)?
+        .get(key)?
+        .ok_or_else(|| MediaError::Lmdb {
+            path: db.to_path_buf(),
+            message: format!("no video under key {key:?}"),
+        })
 }
 
 #[cfg(test)]
@@ -283,5 +374,8 @@ mod tests {
         assert_eq!(keyframe_number("a_b_frame003.jpg"), Some(3));
         assert_eq!(keyframe_number("frame_10.tar.jpg"), Some(10));
         assert_eq!(keyframe_number("cover.jpg"), None);
+        assert_eq!(lmdb_key("videos/video7.mp4"), "video7");
+        assert_eq!(lmdb_key("a.b.mp4"), "a.b");
+        assert_eq!(lmdb_key("noext"), "noext");
     }
 }
