@@ -5,7 +5,10 @@
 //! tokenizer and the caption processor (MLM masking), burn-dataset `Dataset`s and `Batcher`s.
 
 pub mod annotations;
+pub mod batch;
+pub mod dataset;
 pub mod dataset_config;
+pub mod loader;
 pub mod media;
 pub mod text;
 pub mod tokenizer;
