@@ -8,4 +8,5 @@ pub mod efficientnet;
 pub mod import;
 pub mod losses;
 pub mod transformer;
+pub mod univl;
 pub mod video_swin;

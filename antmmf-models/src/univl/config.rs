@@ -1,0 +1,729 @@
+//! `model_attributes.univl`: the typed view of AntMMF's UniVL model configuration, and the
+//! resolved encoder configurations it builds.
+//!
+//! Mirrors the keys read by `prj/base_vtp/roi_univl/univl/model/univl_video_base.py`,
+//! `univl_video_ret.py`, `univl_video_pretrain.py`, `univl_video_cls.py`, `moco_utils.py` and the
+//! encoders they build (`antmmf/modules/encoders/text_encoder.py::PretrainedTransformerEncoder`,
+//! `visual_encoder.py::VideoSwinEncoder`, `clip_visual_encoder.py::VitImageEncoder`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bert::BertConfig;
+use crate::clip::ClipVisionConfig;
+use crate::transformer::Activation;
+use crate::video_swin::VideoSwinConfig;
+
+use super::UnivlError;
+
+/// Key path of the UniVL model configuration in an AntMMF config.
+pub const UNIVL_CONFIG_PATH: &str = "model_attributes.univl";
+
+/// AntMMF's `MocoUtils.img_K`: the video queue length, hard-coded to 16384 there.
+pub const ANTMMF_VIDEO_QUEUE_SIZE: usize = 16384;
+
+/// `[SEP]` id AntMMF appends after the clip tokens (`prepare_cross_visual`: 102, the id in both
+/// bert-base-uncased and bert-base-chinese).
+pub const ANTMMF_SEP_TOKEN_ID: usize = 102;
+
+fn config_error(key: &str, message: impl Into<String>) -> UnivlError {
+    UnivlError::Config {
+        key: format!("{UNIVL_CONFIG_PATH}.{key}"),
+        message: message.into(),
+    }
+}
+
+/// `re_sample_method`: how the L2 hard negatives are picked from the L1 scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResampleMethod {
+    /// The videos whose L1 score is closest to the positive's (AntMMF's spelling).
+    #[default]
+    Nearliest,
+    /// The videos with the highest L1 scores.
+    TopK,
+}
+
+/// `re_weight_method`: how the L2 loss rows are re-weighted under hard example mining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ReweightMethod {
+    /// Rows whose positive L1 score is above the batch mean are down-weighted.
+    #[default]
+    #[serde(rename = "median")]
+    Median,
+    /// No re-weighting (AntMMF's `"None"`, or a YAML null).
+    #[serde(rename = "None", alias = "none")]
+    None,
+}
+
+/// A flag that AntMMF accepts either once or per stage (`gradient_checkpointing`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StageFlags {
+    /// One value for every stage.
+    One(bool),
+    /// One value per stage.
+    PerStage(Vec<bool>),
+}
+
+impl Default for StageFlags {
+    fn default() -> Self {
+        Self::One(false)
+    }
+}
+
+/// `text_encoder.params`: `PretrainedTransformerEncoder`'s arguments, plus `model_path`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextEncoderParams {
+    /// Initialise from pretrained weights (needs `model_path` here; AntMMF downloads by name).
+    pub pretrained: bool,
+    /// Number of token types; AntMMF extends the type embeddings when it exceeds 2.
+    pub num_segments: Option<usize>,
+    /// HF model type (only `bert` is supported).
+    pub model_type: String,
+    /// The HF model name (informational; weights come from `model_path`).
+    pub bert_model_name: String,
+    /// Hidden width (must equal `model_attributes.univl.hidden_size`).
+    pub hidden_size: usize,
+    /// Feed-forward width (default `4 * hidden_size`, or the checkpoint's).
+    pub intermediate_size: Option<usize>,
+    /// Encoder layers kept (the first ones of a checkpoint).
+    pub num_hidden_layers: usize,
+    /// First checkpoint layer kept (AntMMF's `start_hidden_layer`).
+    pub start_hidden_layer: usize,
+    /// Attention heads (default `hidden_size / 64`, or the checkpoint's).
+    pub num_attention_heads: Option<usize>,
+    /// Accepted for compatibility; attentions are returned by dedicated methods.
+    pub output_attentions: bool,
+    /// Accepted for compatibility.
+    pub output_hidden_states: bool,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Accepted for compatibility (see `video_swin.rs` on gradient checkpointing in Burn).
+    pub gradient_checkpointing: StageFlags,
+    /// Token types (overridden by `num_segments`).
+    pub type_vocab_size: Option<usize>,
+    /// Learned positions (default 512, or the checkpoint's).
+    pub max_position_embeddings: Option<usize>,
+    /// antmmf-rs: an HF folder (`config.json` + `model.safetensors` / `pytorch_model.bin`).
+    pub model_path: Option<PathBuf>,
+}
+
+impl Default for TextEncoderParams {
+    fn default() -> Self {
+        Self {
+            pretrained: true,
+            num_segments: Some(2),
+            model_type: "bert".into(),
+            bert_model_name: "bert-base-uncased".into(),
+            hidden_size: 768,
+            intermediate_size: None,
+            num_hidden_layers: 12,
+            start_hidden_layer: 0,
+            num_attention_heads: None,
+            output_attentions: false,
+            output_hidden_states: false,
+            vocab_size: 30522,
+            gradient_checkpointing: StageFlags::default(),
+            type_vocab_size: None,
+            max_position_embeddings: None,
+            model_path: None,
+        }
+    }
+}
+
+/// `text_encoder`: `type` and `params`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TextEncoderSection {
+    /// Encoder type; `PretrainedTransformerEncoder` is the one UniVL uses.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its parameters.
+    pub params: TextEncoderParams,
+}
+
+impl Default for TextEncoderSection {
+    fn default() -> Self {
+        Self {
+            kind: "PretrainedTransformerEncoder".into(),
+            params: TextEncoderParams::default(),
+        }
+    }
+}
+
+/// `cross_encoder.params` as far as the model reads it.
+///
+/// AntMMF builds no separate cross encoder (`UnivlVideoBase.build` reuses the text encoder's
+/// embeddings and *all* its layers); its `num_hidden_layers` is read only to warn when it differs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct CrossEncoderParams {
+    /// Layers the config asks for (unused by AntMMF, see above).
+    pub num_hidden_layers: Option<usize>,
+}
+
+/// `cross_encoder`: only its `params` matter here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct CrossEncoderSection {
+    /// Its parameters (other keys are ignored, as AntMMF ignores them).
+    pub params: CrossEncoderParams,
+}
+
+/// Video Swin flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SwinVariant {
+    /// AntMMF/VIOLET: temporal stride 1, the number of frames is kept.
+    #[default]
+    Violet,
+    /// torchvision `swin3d_*`: temporal stride = temporal patch size.
+    Torchvision,
+}
+
+/// Video Swin size preset (torchvision's `swin3d_t/s/b`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SwinPreset {
+    /// embed 96, depths [2,2,6,2], heads [3,6,12,24].
+    Tiny,
+    /// embed 96, depths [2,2,18,2], heads [3,6,12,24] (AntMMF's `SwinTransformer3D` default).
+    #[default]
+    Small,
+    /// embed 128, depths [2,2,18,2], heads [4,8,16,32].
+    Base,
+}
+
+/// `image_encoder.params` of `VideoSwinEncoder`: AntMMF's keys plus the architecture keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct VideoSwinParams {
+    /// Load weights from `model_path` (AntMMF downloads when it is null; here: random init).
+    pub pretrained: Option<bool>,
+    /// Accepted for compatibility: freezing is the optimizer's business in Burn.
+    pub freeze: Option<bool>,
+    /// Accepted for compatibility (see `video_swin.rs`).
+    pub gradient_checkpointing: Option<StageFlags>,
+    /// A Video Swin / VIOLET checkpoint (`.pth`, `.pt`, `.safetensors`).
+    pub model_path: Option<PathBuf>,
+    /// Size preset the other keys start from.
+    pub preset: Option<SwinPreset>,
+    /// VIOLET (default) or torchvision patch embedding.
+    pub variant: Option<SwinVariant>,
+    /// Width of the first stage.
+    pub embed_dim: Option<usize>,
+    /// Blocks per stage.
+    pub depths: Option<Vec<usize>>,
+    /// Heads per stage.
+    pub num_heads: Option<Vec<usize>>,
+    /// Attention window `[t, h, w]`.
+    pub window_size: Option<[usize; 3]>,
+    /// Patch size `[t, h, w]`.
+    pub patch_size: Option<[usize; 3]>,
+    /// MLP width ratio.
+    pub mlp_ratio: Option<f64>,
+}
+
+impl VideoSwinParams {
+    /// The backbone configuration these parameters describe (no classification head).
+    pub fn to_swin_config(&self) -> Result<VideoSwinConfig, UnivlError> {
+        let key = |k: &str| format!("image_encoder.params.{k}");
+        let mut config = match self.preset.unwrap_or_default() {
+            SwinPreset::Tiny => VideoSwinConfig::swin3d_t(),
+            SwinPreset::Small => VideoSwinConfig::swin3d_s(),
+            SwinPreset::Base => VideoSwinConfig::swin3d_b(),
+        };
+        config.num_classes = 0;
+        config.temporal_stride_one = self.variant.unwrap_or_default() == SwinVariant::Violet;
+        if let Some(v) = self.embed_dim {
+            config.embed_dim = v;
+        }
+        if let Some(v) = &self.depths {
+            config.depths = v.clone();
+        }
+        if let Some(v) = &self.num_heads {
+            config.num_heads = v.clone();
+        }
+        if let Some(v) = self.window_size {
+            config.window_size = v;
+        }
+        if let Some(v) = self.patch_size {
+            config.patch_size = v;
+        }
+        if let Some(v) = self.mlp_ratio {
+            config.mlp_ratio = v;
+        }
+        if config.embed_dim == 0 {
+            return Err(config_error(&key("embed_dim"), "must be > 0"));
+        }
+        if config.depths.is_empty() || config.depths.len() != config.num_heads.len() {
+            return Err(config_error(
+                &key("depths"),
+                format!(
+                    "depths {:?} and num_heads {:?} need the same, non-zero length",
+                    config.depths, config.num_heads
+                ),
+            ));
+        }
+        for (i, &heads) in config.num_heads.iter().enumerate() {
+            let dim = config.embed_dim << i;
+            if heads == 0 || !dim.is_multiple_of(heads) {
+                return Err(config_error(
+                    &key("num_heads"),
+                    format!("stage {i} has width {dim}, not a multiple of {heads} heads"),
+                ));
+            }
+        }
+        if config.window_size.contains(&0) {
+            return Err(config_error(&key("window_size"), "every size must be > 0"));
+        }
+        if config.patch_size.contains(&0) {
+            return Err(config_error(&key("patch_size"), "every size must be > 0"));
+        }
+        if !(config.mlp_ratio.is_finite() && config.mlp_ratio > 0.0) {
+            return Err(config_error(&key("mlp_ratio"), "must be finite and > 0"));
+        }
+        Ok(config)
+    }
+}
+
+/// `image_encoder.params` of `VitImageEncoder` (CLIP ViT, one token per frame).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClipVisualParams {
+    /// AntMMF's checkpoint name (informational; weights come from `model_path`).
+    pub model_name: Option<String>,
+    /// Input image side.
+    pub input_resolution: usize,
+    /// Patch side.
+    pub patch_size: usize,
+    /// Transformer width.
+    pub width: usize,
+    /// Transformer layers.
+    pub layers: usize,
+    /// Output width after the projection.
+    pub out_dim: usize,
+    /// Width of one attention head (`heads = width / head_width`).
+    pub head_width: usize,
+    /// Load weights from `model_path`.
+    pub pretrained: bool,
+    /// Project the CLS token to `out_dim` (OpenAI CLIP's `proj`); off: `out_dim = width`.
+    pub is_proj: bool,
+    /// antmmf-rs: an HF CLIP vision tower or full `CLIPModel` weights file or folder.
+    pub model_path: Option<PathBuf>,
+}
+
+impl Default for ClipVisualParams {
+    fn default() -> Self {
+        Self {
+            model_name: None,
+            input_resolution: 224,
+            patch_size: 32,
+            width: 768,
+            layers: 12,
+            out_dim: 512,
+            head_width: 64,
+            pretrained: false,
+            is_proj: true,
+            model_path: None,
+        }
+    }
+}
+
+impl ClipVisualParams {
+    /// The tower configuration these parameters describe.
+    pub fn to_clip_config(&self) -> Result<ClipVisionConfig, UnivlError> {
+        let key = |k: &str| format!("image_encoder.params.{k}");
+        if self.head_width == 0 || self.width == 0 || !self.width.is_multiple_of(self.head_width) {
+            return Err(config_error(
+                &key("width"),
+                format!(
+                    "width {} must be a non-zero multiple of head_width {}",
+                    self.width, self.head_width
+                ),
+            ));
+        }
+        if self.patch_size == 0 || !self.input_resolution.is_multiple_of(self.patch_size) {
+            return Err(config_error(
+                &key("input_resolution"),
+                format!(
+                    "input_resolution {} must be a multiple of patch_size {}",
+                    self.input_resolution, self.patch_size
+                ),
+            ));
+        }
+        if self.is_proj && self.out_dim == 0 {
+            return Err(config_error(&key("out_dim"), "must be > 0"));
+        }
+        Ok(ClipVisionConfig {
+            hidden_size: self.width,
+            intermediate_size: 4 * self.width,
+            num_hidden_layers: self.layers,
+            num_attention_heads: self.width / self.head_width,
+            num_channels: 3,
+            image_size: self.input_resolution,
+            patch_size: self.patch_size,
+            hidden_act: Activation::QuickGelu,
+            layer_norm_eps: 1e-5,
+        })
+    }
+
+    /// Width of one frame token.
+    pub fn out_dim(&self) -> usize {
+        if self.is_proj {
+            self.out_dim
+        } else {
+            self.width
+        }
+    }
+}
+
+/// `image_encoder`: the visual backbone, by AntMMF type name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "params")]
+pub enum ImageEncoderConfig {
+    /// Video Swin over the whole `[T, H, W]` video (AntMMF `VideoSwinEncoder`).
+    VideoSwinEncoder(VideoSwinParams),
+    /// CLIP ViT per frame (AntMMF `VitImageEncoder`; `ClipVisualEncoder` accepted).
+    #[serde(alias = "ClipVisualEncoder")]
+    VitImageEncoder(ClipVisualParams),
+}
+
+impl Default for ImageEncoderConfig {
+    fn default() -> Self {
+        Self::VideoSwinEncoder(VideoSwinParams::default())
+    }
+}
+
+/// The typed view of `model_attributes.univl` (unknown keys of the view are left to the config
+/// schema; the free-form `text_encoder.params` and `image_encoder.params` reject unknown keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UnivlConfig {
+    /// `univl` (BERT pooler) is the only architecture ported; `clip` is rejected.
+    pub arch_type: String,
+    /// `video_pretraining`, `video_text_retrieval`, `video_text_classification`,
+    /// `video_multi_choice_qa`.
+    pub training_head_type: String,
+    /// `stage1`, `stage2` or `stage1+stage2`.
+    pub training_stage: String,
+    /// Width of the cross-modal encoder (= the text encoder's).
+    pub hidden_size: usize,
+    /// The BERT text (and cross) encoder.
+    pub text_encoder: TextEncoderSection,
+    /// Read only to warn (see [`CrossEncoderParams`]).
+    pub cross_encoder: CrossEncoderSection,
+    /// The visual backbone.
+    pub image_encoder: ImageEncoderConfig,
+    /// Build MoCo key encoders and queues.
+    pub with_moco: bool,
+    /// Text queue length (`K`).
+    #[serde(rename = "K")]
+    pub queue_size: usize,
+    /// Key encoder momentum (`M`).
+    #[serde(rename = "M")]
+    pub momentum: f64,
+    /// MoCo softmax temperature (`T`).
+    #[serde(rename = "T")]
+    pub temperature: f64,
+    /// L2 hard example mining.
+    pub hard_example_mining: bool,
+    /// Hard negative sampling.
+    pub re_sample_method: ResampleMethod,
+    /// Hard example row weights.
+    pub re_weight_method: ReweightMethod,
+    /// Answer classes of the open-QA classification head (none: no head).
+    pub num_labels: Option<usize>,
+    /// Clips of the clip-order head (read for compatibility).
+    pub max_clip_len: usize,
+    /// Video queue length: AntMMF hard-codes 16384 (not a config key there or here).
+    #[serde(skip)]
+    pub video_queue_size: usize,
+    /// `[SEP]` id appended after the clip tokens (not a config key; AntMMF hard-codes 102).
+    #[serde(skip)]
+    pub sep_token_id: usize,
+    /// L2 / MC-QA dropout before `similarity_dense` (AntMMF hard-codes 0.1).
+    #[serde(skip)]
+    pub similarity_dropout: f64,
+}
+
+impl Default for UnivlConfig {
+    fn default() -> Self {
+        Self {
+            arch_type: "univl".into(),
+            training_head_type: "video_pretraining".into(),
+            training_stage: "stage1+stage2".into(),
+            hidden_size: 768,
+            text_encoder: TextEncoderSection::default(),
+            cross_encoder: CrossEncoderSection::default(),
+            image_encoder: ImageEncoderConfig::default(),
+            with_moco: true,
+            queue_size: 16384,
+            momentum: 0.9999,
+            temperature: 0.05,
+            hard_example_mining: false,
+            re_sample_method: ResampleMethod::default(),
+            re_weight_method: ReweightMethod::default(),
+            num_labels: None,
+            max_clip_len: 16,
+            video_queue_size: ANTMMF_VIDEO_QUEUE_SIZE,
+            sep_token_id: ANTMMF_SEP_TOKEN_ID,
+            similarity_dropout: 0.1,
+        }
+    }
+}
+
+impl UnivlConfig {
+    /// Reads and validates `model_attributes.univl` of a merged AntMMF configuration.
+    pub fn from_config(config: &antmmf_core::Config) -> Result<Self, UnivlError> {
+        let view: Self = config.view(UNIVL_CONFIG_PATH)?;
+        view.validate()?;
+        Ok(view)
+    }
+
+    /// A small random-init configuration (for tests and examples): a BERT of `layers` layers,
+    /// `heads` heads and width `hidden`, a tiny VIOLET Video Swin (embed 8, depths [1, 1]), MoCo
+    /// queues of 8 keys and no classification head.
+    pub fn small(hidden: usize, layers: usize, heads: usize, vocab: usize) -> Self {
+        Self {
+            hidden_size: hidden,
+            text_encoder: TextEncoderSection {
+                kind: "PretrainedTransformerEncoder".into(),
+                params: TextEncoderParams {
+                    pretrained: false,
+                    hidden_size: hidden,
+                    intermediate_size: Some(2 * hidden),
+                    num_hidden_layers: layers,
+                    num_attention_heads: Some(heads),
+                    vocab_size: vocab,
+                    max_position_embeddings: Some(64),
+                    ..TextEncoderParams::default()
+                },
+            },
+            image_encoder: ImageEncoderConfig::VideoSwinEncoder(VideoSwinParams {
+                embed_dim: Some(8),
+                depths: Some(vec![1, 1]),
+                num_heads: Some(vec![1, 2]),
+                window_size: Some([2, 2, 2]),
+                patch_size: Some([1, 4, 4]),
+                ..VideoSwinParams::default()
+            }),
+            queue_size: 8,
+            video_queue_size: 8,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the text encoder's checkpoint folder (and `pretrained: true`).
+    pub fn with_text_model_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.text_encoder.params.model_path = Some(path.into());
+        self.text_encoder.params.pretrained = true;
+        self
+    }
+
+    /// Sets the visual backbone.
+    pub fn with_image_encoder(mut self, encoder: ImageEncoderConfig) -> Self {
+        self.image_encoder = encoder;
+        self
+    }
+
+    /// Adds (Some) or removes (None) the classification head.
+    pub fn with_num_labels(mut self, num_labels: Option<usize>) -> Self {
+        self.num_labels = num_labels;
+        self
+    }
+
+    /// Turns MoCo on with these queue lengths, or off (`None`).
+    pub fn with_moco_queues(mut self, queues: Option<(usize, usize)>) -> Self {
+        match queues {
+            Some((text, video)) => {
+                self.with_moco = true;
+                self.queue_size = text;
+                self.video_queue_size = video;
+            }
+            None => self.with_moco = false,
+        }
+        self
+    }
+
+    /// Checks what `init` relies on; errors name the key path.
+    pub fn validate(&self) -> Result<(), UnivlError> {
+        if self.arch_type != "univl" {
+            return Err(config_error(
+                "arch_type",
+                format!(
+                    "`{}` is not supported: only `univl` (BERT text encoder) is ported",
+                    self.arch_type
+                ),
+            ));
+        }
+        let params = &self.text_encoder.params;
+        if self.text_encoder.kind != "PretrainedTransformerEncoder" {
+            return Err(config_error(
+                "text_encoder.type",
+                format!(
+                    "`{}` is not supported: expected PretrainedTransformerEncoder",
+                    self.text_encoder.kind
+                ),
+            ));
+        }
+        if params.model_type != "bert" {
+            return Err(config_error(
+                "text_encoder.params.model_type",
+                format!("`{}` is not supported: expected bert", params.model_type),
+            ));
+        }
+        if self.hidden_size == 0 {
+            return Err(config_error("hidden_size", "must be > 0"));
+        }
+        if params.hidden_size != self.hidden_size {
+            return Err(config_error(
+                "text_encoder.params.hidden_size",
+                format!(
+                    "{} differs from model_attributes.univl.hidden_size {}: the cross encoder is the text encoder",
+                    params.hidden_size, self.hidden_size
+                ),
+            ));
+        }
+        if params.num_hidden_layers == 0 {
+            return Err(config_error(
+                "text_encoder.params.num_hidden_layers",
+                "must be > 0",
+            ));
+        }
+        if let Some(n) = self.cross_encoder.params.num_hidden_layers
+            && n != params.num_hidden_layers
+        {
+            log::warn!(
+                "{UNIVL_CONFIG_PATH}.cross_encoder.params.num_hidden_layers = {n} is not used: as in \
+                 AntMMF, the cross encoder is the text encoder with all its {} layers",
+                params.num_hidden_layers
+            );
+        }
+        if self.with_moco {
+            for (key, size) in [
+                ("K", self.queue_size),
+                ("video queue", self.video_queue_size),
+            ] {
+                // The queue pointer is recorded as an f32 (see `Moco`): exact up to 2^24.
+                if size == 0 || size > (1 << 24) {
+                    return Err(config_error(key, format!("{size} must be in 1..=16777216")));
+                }
+            }
+            if !(0.0..=1.0).contains(&self.momentum) {
+                return Err(config_error(
+                    "M",
+                    format!("{} must be in [0, 1]", self.momentum),
+                ));
+            }
+            if !(self.temperature.is_finite() && self.temperature > 0.0) {
+                return Err(config_error(
+                    "T",
+                    format!("{} must be finite and > 0", self.temperature),
+                ));
+            }
+        }
+        if self.num_labels == Some(0) {
+            return Err(config_error("num_labels", "must be > 0 (or null: no head)"));
+        }
+        if !(0.0..1.0).contains(&self.similarity_dropout) {
+            return Err(config_error(
+                "similarity_dropout",
+                format!("{} must be in [0, 1)", self.similarity_dropout),
+            ));
+        }
+        match &self.image_encoder {
+            ImageEncoderConfig::VideoSwinEncoder(p) => p.to_swin_config().map(|_| ()),
+            ImageEncoderConfig::VitImageEncoder(p) => p.to_clip_config().map(|_| ()),
+        }
+    }
+
+    /// The BERT configuration: the checkpoint's `config.json` when `model_path` is set (with
+    /// `num_hidden_layers` from the AntMMF params, which must not exceed the checkpoint's),
+    /// otherwise the AntMMF params (random init).
+    pub fn bert_config(&self) -> Result<BertConfig, UnivlError> {
+        let params = &self.text_encoder.params;
+        let key = |k: &str| format!("text_encoder.params.{k}");
+        let mut config = match text_config_file(params.model_path.as_deref()) {
+            Some(file) => {
+                let file_config = BertConfig::from_file(&file)?;
+                let available = file_config
+                    .num_hidden_layers
+                    .saturating_sub(params.start_hidden_layer);
+                if params.num_hidden_layers > available {
+                    return Err(config_error(
+                        &key("num_hidden_layers"),
+                        format!(
+                            "{} layers (from layer {}) asked, {} has {}",
+                            params.num_hidden_layers,
+                            params.start_hidden_layer,
+                            file.display(),
+                            file_config.num_hidden_layers
+                        ),
+                    ));
+                }
+                for (name, ours, theirs) in [
+                    ("hidden_size", params.hidden_size, file_config.hidden_size),
+                    ("vocab_size", params.vocab_size, file_config.vocab_size),
+                ] {
+                    if ours != theirs {
+                        return Err(config_error(
+                            &key(name),
+                            format!("{ours} differs from {} ({theirs})", file.display()),
+                        ));
+                    }
+                }
+                file_config
+            }
+            None => {
+                let mut c = BertConfig {
+                    vocab_size: params.vocab_size,
+                    hidden_size: params.hidden_size,
+                    ..BertConfig::default()
+                };
+                c.num_attention_heads = params
+                    .num_attention_heads
+                    .unwrap_or((params.hidden_size / 64).max(1));
+                c.intermediate_size = params.intermediate_size.unwrap_or(4 * params.hidden_size);
+                if let Some(n) = params.max_position_embeddings {
+                    c.max_position_embeddings = n;
+                }
+                if let Some(n) = params.type_vocab_size {
+                    c.type_vocab_size = n;
+                }
+                c
+            }
+        };
+        config.num_hidden_layers = params.num_hidden_layers;
+        if let Some(n) = params.num_segments {
+            if params.model_path.is_some() && n != config.type_vocab_size {
+                return Err(config_error(
+                    &key("num_segments"),
+                    format!(
+                        "{n} differs from the checkpoint's type_vocab_size {} (extending it is not ported)",
+                        config.type_vocab_size
+                    ),
+                ));
+            }
+            config.type_vocab_size = n;
+        }
+        if config.type_vocab_size < 2 {
+            return Err(config_error(
+                &key("num_segments"),
+                "the cross encoder needs 2 token types",
+            ));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The `config.json` of a text checkpoint folder (or of the folder holding a weights file).
+pub(crate) fn text_config_file(model_path: Option<&Path>) -> Option<PathBuf> {
+    let path = model_path?;
+    let dir = if path.is_dir() { path } else { path.parent()? };
+    Some(dir.join("config.json"))
+}

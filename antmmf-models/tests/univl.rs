@@ -1,0 +1,803 @@
+//! UniVL model: configuration view, shapes of every method, L1 similarity by hand, cross-encoder
+//! inputs, tied MLM decoder, MoCo momentum and queues, gradient flow, record round trip, and the
+//! real all-MiniLM-L6-v2 loaded as the text encoder (fixtures/README.md section 8).
+
+mod import_support;
+
+use antmmf_core::{Config, ConfigSources};
+use antmmf_models::import::WeightFile;
+use antmmf_models::losses::{MocoInputs, moco_cross_modal_loss};
+use antmmf_models::univl::config::{ClipVisualParams, ImageEncoderConfig, ResampleMethod};
+use antmmf_models::univl::{Univl, UnivlConfig, UnivlError};
+use burn::backend::{Autodiff, Flex};
+use burn::module::{Module, Param};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use import_support::{assert_close, asset, fixture};
+
+type B = Flex;
+type AD = Autodiff<Flex>;
+
+const VOCAB: usize = 120;
+const HIDDEN: usize = 32;
+
+fn tiny() -> UnivlConfig {
+    UnivlConfig::small(HIDDEN, 2, 4, VOCAB).with_num_labels(Some(5))
+}
+
+fn ids<Bk: Backend>(rows: &[&[i64]], device: &Bk::Device) -> Tensor<Bk, 2, Int> {
+    let l = rows[0].len();
+    let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), l]), device)
+}
+
+struct Batch<Bk: Backend> {
+    ids: Tensor<Bk, 2, Int>,
+    mask: Tensor<Bk, 2, Int>,
+    video: Tensor<Bk, 5>,
+    clip_mask: Tensor<Bk, 2, Int>,
+}
+
+/// Two captions of 6 tokens (the second padded) and two videos of 2 clips x 2 frames, 16x16.
+fn batch<Bk: Backend>(device: &Bk::Device) -> Batch<Bk> {
+    Batch {
+        ids: ids(
+            &[&[101, 7, 8, 9, 10, 102], &[101, 11, 12, 102, 0, 0]],
+            device,
+        ),
+        mask: ids(&[&[1, 1, 1, 1, 1, 1], &[1, 1, 1, 1, 0, 0]], device),
+        video: Tensor::random([2, 4, 3, 16, 16], Distribution::Normal(0.0, 1.0), device),
+        clip_mask: ids(&[&[1, 1], &[1, 0]], device),
+    }
+}
+
+fn to_vec<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().unwrap()
+}
+
+fn max_abs_diff<Bk: Backend, const D: usize>(a: Tensor<Bk, D>, b: Tensor<Bk, D>) -> f32 {
+    to_vec(a)
+        .iter()
+        .zip(to_vec(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn config_reads_antmmf_keys_and_names_bad_ones() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("univl_config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        Config::load(&ConfigSources {
+            config: Some(path),
+            ..Default::default()
+        })
+    };
+    let good = write(
+        "good.yml",
+        "model_attributes:\n  univl:\n    hidden_size: 32\n    K: 64\n    M: 0.99\n    \
+         re_sample_method: top_k\n    num_labels: 7\n    text_encoder:\n      params:\n        \
+         hidden_size: 32\n        num_hidden_layers: 2\n        num_attention_heads: 4\n        \
+         vocab_size: 120\n        pretrained: false\n    cross_encoder:\n      params:\n        \
+         num_hidden_layers: 3\n    image_encoder:\n      type: VideoSwinEncoder\n      params:\n        \
+         model_path: None\n        embed_dim: 8\n        depths: [1, 1]\n        num_heads: [1, 2]\n        \
+         window_size: [2, 2, 2]\n        patch_size: [1, 4, 4]\n        gradient_checkpointing: [false, false]\n",
+    )
+    .expect("config loads");
+    let univl = UnivlConfig::from_config(&good).expect("univl view");
+    assert_eq!(univl.hidden_size, 32);
+    assert_eq!(univl.queue_size, 64);
+    assert_eq!(univl.momentum, 0.99);
+    assert_eq!(univl.re_sample_method, ResampleMethod::TopK);
+    assert_eq!(univl.num_labels, Some(7));
+    assert_eq!(univl.text_encoder.params.num_hidden_layers, 2);
+    let ImageEncoderConfig::VideoSwinEncoder(swin) = &univl.image_encoder else {
+        panic!("expected Video Swin, got {:?}", univl.image_encoder);
+    };
+    let swin = swin.to_swin_config().unwrap();
+    assert_eq!((swin.embed_dim, swin.out_dim()), (8, 16));
+    assert!(swin.temporal_stride_one, "VIOLET variant by default");
+    let model = univl.init::<B>(&Default::default()).expect("init");
+    assert_eq!(model.bert.encoder.layer.len(), 2);
+    assert!(
+        model.img_proj.is_some(),
+        "16-wide Swin needs img_proj to 32"
+    );
+
+    let unknown = write(
+        "unknown.yml",
+        "model_attributes:\n  univl:\n    image_encoder:\n      type: VideoSwinEncoder\n      params:\n        \
+         embed_dims: 8\n",
+    )
+    .expect("free-form params pass the schema");
+    let err = UnivlConfig::from_config(&unknown).unwrap_err().to_string();
+    assert!(
+        err.contains("model_attributes.univl.image_encoder") && err.contains("embed_dims"),
+        "{err}"
+    );
+
+    let mismatch = write(
+        "mismatch.yml",
+        "model_attributes:\n  univl:\n    hidden_size: 64\n",
+    )
+    .unwrap();
+    let err = UnivlConfig::from_config(&mismatch).unwrap_err().to_string();
+    assert!(
+        err.contains("model_attributes.univl.text_encoder.params.hidden_size"),
+        "{err}"
+    );
+
+    let bad_type = write(
+        "bad_type.yml",
+        "model_attributes:\n  univl:\n    image_encoder:\n      type: ResNetImageEncoder\n",
+    )
+    .unwrap();
+    let err = UnivlConfig::from_config(&bad_type).unwrap_err().to_string();
+    assert!(
+        err.contains("model_attributes.univl.image_encoder") && err.contains("ResNetImageEncoder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_method_has_the_documented_shapes() {
+    let device = Default::default();
+    let model = tiny().init::<B>(&device).unwrap();
+    let b = batch::<B>(&device);
+
+    let text = model.encode_text(b.ids.clone(), b.mask.clone(), None);
+    assert_eq!(text.sequence.dims(), [2, 6, HIDDEN]);
+    assert_eq!(text.pooled.dims(), [2, HIDDEN]);
+    assert_eq!(text.l1.dims(), [2, HIDDEN]);
+    let norms = to_vec(text.l1.clone().powf_scalar(2.0).sum_dim(1));
+    assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-5), "{norms:?}");
+
+    let video = model
+        .encode_video(b.video.clone(), b.clip_mask.clone())
+        .unwrap();
+    assert_eq!(video.clip_tokens.dims(), [2, 2, HIDDEN]);
+    assert_eq!(video.l1.dims(), [2, 2, HIDDEN]);
+
+    let l1 = Univl::l1_similarity(text.l1.clone(), video.l1.clone(), Some(b.clip_mask.clone()));
+    assert_eq!(l1.dims(), [2, 2]);
+    let clip_l1 = Univl::l1_clip_similarity(text.l1.clone(), video.l1.clone(), None);
+    assert_eq!(clip_l1.dims(), [2, 2, 2]);
+
+    let cross = model
+        .cross(
+            b.ids.clone(),
+            b.mask.clone(),
+            None,
+            video.clip_tokens.clone(),
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    assert_eq!(cross.text.dims(), [2, 6, HIDDEN]);
+    assert_eq!(cross.visual.dims(), [2, 2, HIDDEN]);
+    assert_eq!(cross.pooled.dims(), [2, HIDDEN]);
+    assert_eq!(model.l2_score(cross.pooled.clone()).dims(), [2]);
+    assert_eq!(model.mlm_logits(cross.text.clone()).dims(), [2, 6, VOCAB]);
+    assert_eq!(model.itm_logits(cross.pooled.clone()).dims(), [2, 2]);
+    assert_eq!(model.classify(cross.pooled.clone()).unwrap().dims(), [2, 5]);
+
+    // All pairs: 3 texts x 2 videos, in chunks of 2; the diagonal pairs equal `cross` + `l2_score`.
+    let texts = Tensor::cat(vec![b.ids.clone(), b.ids.clone().narrow(0, 0, 1)], 0);
+    let masks = Tensor::cat(vec![b.mask.clone(), b.mask.clone().narrow(0, 0, 1)], 0);
+    let all = model
+        .l2_similarity_matrix(
+            texts,
+            masks,
+            video.clip_tokens.clone(),
+            b.clip_mask.clone(),
+            2,
+        )
+        .unwrap();
+    assert_eq!(all.dims(), [3, 2]);
+    let pairs = to_vec(model.l2_score(cross.pooled.clone()));
+    let all = to_vec(all);
+    assert!((all[0] - pairs[0]).abs() < 1e-5 && (all[3] - pairs[1]).abs() < 1e-5);
+    assert!((all[4] - all[0]).abs() < 1e-5, "row 2 repeats text 0");
+
+    let keys = model
+        .moco_keys(
+            b.ids.clone(),
+            b.mask.clone(),
+            b.video.clone(),
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    assert_eq!(keys.text.dims(), [2, HIDDEN]);
+    assert_eq!(keys.video.dims(), [2, 2, HIDDEN]);
+    assert_eq!(model.text_queue().unwrap().dims(), [HIDDEN, 8]);
+    assert_eq!(model.video_queue().unwrap().dims(), [HIDDEN, 8]);
+    assert_eq!(model.queue_pointers(), Some((0, 0)));
+
+    // Frames that do not split into the clips are a clear error.
+    let err = model
+        .encode_video(b.video.clone(), ids(&[&[1, 1, 1], &[1, 1, 1]], &device))
+        .unwrap_err();
+    assert!(matches!(err, UnivlError::Shape(_)), "{err}");
+    // No classifier configured -> typed error.
+    let plain = tiny().with_num_labels(None).init::<B>(&device).unwrap();
+    assert!(matches!(
+        plain.classify(cross.pooled.clone()),
+        Err(UnivlError::NoClassifier)
+    ));
+}
+
+#[test]
+fn clip_vit_visual_encoder_gives_one_token_per_clip() {
+    let device = Default::default();
+    let config = tiny().with_image_encoder(ImageEncoderConfig::VitImageEncoder(ClipVisualParams {
+        input_resolution: 16,
+        patch_size: 8,
+        width: 16,
+        layers: 1,
+        out_dim: HIDDEN,
+        head_width: 8,
+        ..ClipVisualParams::default()
+    }));
+    let model = config.init::<B>(&device).unwrap();
+    assert!(model.img_proj.is_none(), "out_dim = hidden: no img_proj");
+    let b = batch::<B>(&device);
+    let video = model.encode_video(b.video, b.clip_mask).unwrap();
+    assert_eq!(video.clip_tokens.dims(), [2, 2, HIDDEN]);
+    assert_eq!(video.l1.dims(), [2, 2, HIDDEN]);
+}
+
+/// L1 similarity on a hand-checkable 2x2 case: logsumexp over the valid clips of `<t, v_c>`.
+#[test]
+fn l1_similarity_is_logsumexp_over_valid_clips() {
+    let device = Default::default();
+    let t = |v: Vec<f32>, shape: Vec<usize>| {
+        Tensor::<B, 2>::from_data(TensorData::new(v, shape), &device)
+    };
+    let text = t(vec![1.0, 0.0, 0.0, 1.0], vec![2, 2]);
+    let video = Tensor::<B, 3>::from_data(
+        TensorData::new(
+            vec![0.5, 0.2, -0.3, 0.8, /* video 1 */ 0.1, -0.4, 9.0, 9.0],
+            [2, 2, 2],
+        ),
+        &device,
+    );
+    let mask = ids::<B>(&[&[1, 1], &[1, 0]], &device);
+    let got = to_vec(Univl::l1_similarity(
+        text,
+        video.clone(),
+        Some(mask.clone()),
+    ));
+    let lse = |xs: &[f64]| xs.iter().map(|x| x.exp()).sum::<f64>().ln();
+    // text 0 = e0: video 0 clips score 0.5, -0.3; video 1 only clip 0 (0.1).
+    // text 1 = e1: video 0 clips score 0.2, 0.8; video 1 only clip 0 (-0.4).
+    let expected = [lse(&[0.5, -0.3]), 0.1, lse(&[0.2, 0.8]), -0.4];
+    for (g, e) in got.iter().zip(expected) {
+        assert!((*g as f64 - e).abs() < 1e-5, "{got:?} vs {expected:?}");
+    }
+    // Without the mask the padded clip (9, 9) dominates video 1.
+    let text = t(vec![1.0, 0.0, 0.0, 1.0], vec![2, 2]);
+    let unmasked = to_vec(Univl::l1_similarity(text, video, None));
+    assert!(
+        (unmasked[1] as f64 - lse(&[0.1, 9.0])).abs() < 1e-4,
+        "{unmasked:?}"
+    );
+}
+
+/// The cross input: `[text words ; clip tokens ; SEP]`, positions restarting at 0 on the visual
+/// part, token type 1 there, mask `[text ; clips ; 1]`; and the cross pass is the shared BERT
+/// (all layers) on those embeddings, pooled by `cross_pooler`.
+#[test]
+fn cross_inputs_and_pass_follow_antmmf() {
+    let device = Default::default();
+    let model = tiny().init::<B>(&device).unwrap();
+    let b = batch::<B>(&device);
+    let tokens = Tensor::<B, 3>::random([2, 2, HIDDEN], Distribution::Normal(0.0, 1.0), &device);
+    let (embeds, types, positions, mask) = model
+        .cross_inputs(
+            b.ids.clone(),
+            b.mask.clone(),
+            None,
+            tokens.clone(),
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    let ints =
+        |t: Tensor<B, 2, Int>| -> Vec<i64> { t.into_data().convert::<i64>().to_vec().unwrap() };
+    assert_eq!(
+        ints(positions.clone().narrow(0, 0, 1)),
+        vec![0, 1, 2, 3, 4, 5, 0, 1, 2]
+    );
+    assert_eq!(
+        ints(types.clone().narrow(0, 1, 1)),
+        vec![0, 0, 0, 0, 0, 0, 1, 1, 1]
+    );
+    assert_eq!(
+        ints(mask.clone()),
+        vec![
+            1, 1, 1, 1, 1, 1, 1, 1, 1, /**/ 1, 1, 1, 1, 0, 0, 1, 0, 1
+        ]
+    );
+    let words = model.bert.embeddings.word_embeddings.weight.val();
+    let sep_row = words.clone().narrow(0, 102, 1).reshape([1, 1, HIDDEN]);
+    assert_eq!(
+        max_abs_diff(embeds.clone().narrow(1, 8, 1).narrow(0, 0, 1), sep_row),
+        0.0
+    );
+    assert_eq!(
+        max_abs_diff(embeds.clone().narrow(1, 6, 2), tokens.clone()),
+        0.0
+    );
+    let word7 = words.narrow(0, 7, 1).reshape([1, 1, HIDDEN]);
+    assert_eq!(
+        max_abs_diff(embeds.clone().narrow(1, 1, 1).narrow(0, 0, 1), word7),
+        0.0
+    );
+
+    let cross = model
+        .cross(
+            b.ids.clone(),
+            b.mask.clone(),
+            None,
+            tokens.clone(),
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    let reference = model
+        .bert
+        .forward_embeds(embeds, Some(types), Some(positions), Some(mask), false)
+        .last_hidden_state;
+    assert!(max_abs_diff(cross.text.clone(), reference.clone().narrow(1, 0, 6)) < 1e-5);
+    assert!(max_abs_diff(cross.visual.clone(), reference.clone().narrow(1, 6, 2)) < 1e-5);
+    let pooled = model.cross_pooler.forward(reference);
+    assert!(max_abs_diff(cross.pooled.clone(), pooled) < 1e-5);
+    // The cross pooler starts as a copy of the text pooler, with its own parameters.
+    let text_pooler = model.bert.pooler.as_ref().unwrap();
+    assert_eq!(
+        max_abs_diff(
+            text_pooler.dense.weight.val(),
+            model.cross_pooler.dense.weight.val()
+        ),
+        0.0
+    );
+    assert_ne!(
+        text_pooler.dense.weight.id,
+        model.cross_pooler.dense.weight.id
+    );
+
+    // A padded clip does not reach the text positions; a valid one does.
+    let mut changed = to_vec(tokens.clone());
+    for v in &mut changed[3 * HIDDEN..4 * HIDDEN] {
+        *v += 5.0; // row 1, clip 1 (padded)
+    }
+    let changed = Tensor::<B, 3>::from_data(TensorData::new(changed, [2, 2, HIDDEN]), &device);
+    let again = model
+        .cross(
+            b.ids.clone(),
+            b.mask.clone(),
+            None,
+            changed,
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    assert!(max_abs_diff(again.text.clone(), cross.text.clone()) < 1e-5);
+    assert!(max_abs_diff(again.pooled.clone(), cross.pooled.clone()) < 1e-5);
+}
+
+/// The MLM decoder is the word embedding matrix: replacing it changes the logits exactly as
+/// `transform(h) @ W^T + bias` with the new matrix.
+#[test]
+fn mlm_decoder_is_tied_to_word_embeddings() {
+    let device = Default::default();
+    let mut model = tiny().init::<B>(&device).unwrap();
+    let hidden = Tensor::<B, 3>::random([2, 3, HIDDEN], Distribution::Normal(0.0, 1.0), &device);
+    let before = model.mlm_logits(hidden.clone());
+    let new_words =
+        Tensor::<B, 2>::random([VOCAB, HIDDEN], Distribution::Normal(0.0, 1.0), &device);
+    model.bert.embeddings.word_embeddings.weight = Param::from_tensor(new_words.clone());
+    let after = model.mlm_logits(hidden.clone());
+    assert!(max_abs_diff(before, after.clone()) > 1e-2);
+    let expected = model.mlm.forward(hidden, new_words);
+    assert_eq!(max_abs_diff(after, expected), 0.0);
+}
+
+/// Word importance: the text pass with attentions equals `encode_text`, and each row sums to
+/// `layers * L` (every query's attention sums to 1).
+#[test]
+fn word_importance_sums_attention_over_layers_and_queries() {
+    let device = Default::default();
+    let model = tiny().init::<B>(&device).unwrap();
+    let b = batch::<B>(&device);
+    let plain = model.encode_text(b.ids.clone(), b.mask.clone(), None);
+    let (text, importance) = model.encode_text_with_importance(b.ids, b.mask, None);
+    assert!(max_abs_diff(plain.sequence, text.sequence) < 1e-5);
+    assert!(max_abs_diff(plain.l1, text.l1) < 1e-5);
+    assert_eq!(importance.dims(), [2, 6]);
+    let v = to_vec(importance);
+    for row in v.chunks(6) {
+        let sum: f32 = row.iter().sum();
+        assert!((sum - 12.0).abs() < 1e-4, "{row:?}");
+    }
+    assert!(
+        v[6 + 4].abs() < 1e-6 && v[6 + 5].abs() < 1e-6,
+        "padded keys get no attention"
+    );
+}
+
+#[test]
+fn momentum_update_copies_keeps_or_blends_key_encoders() {
+    let device = Default::default();
+    let config = tiny();
+    let mut model = config.init::<B>(&device).unwrap();
+    let b = batch::<B>(&device);
+    let keys0 = model
+        .moco_keys(
+            b.ids.clone(),
+            b.mask.clone(),
+            b.video.clone(),
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    // Keys start as copies of the query encoders.
+    let q = model.encode_text(b.ids.clone(), b.mask.clone(), None);
+    let v = model
+        .encode_video(b.video.clone(), b.clip_mask.clone())
+        .unwrap();
+    assert!(max_abs_diff(keys0.text.clone(), q.l1) < 1e-6);
+    assert!(max_abs_diff(keys0.video.clone(), v.l1) < 1e-6);
+
+    // Move the query encoders away (another random init).
+    let other = config.init::<B>(&device).unwrap();
+    model.bert = other.bert;
+    model.visual = other.visual;
+    let key_weight = |m: &Univl<B>| {
+        m.moco
+            .as_ref()
+            .unwrap()
+            .text_key
+            .embeddings
+            .word_embeddings
+            .weight
+            .val()
+    };
+    let k_before = key_weight(&model);
+    let q_weight = model.bert.embeddings.word_embeddings.weight.val();
+
+    let model = model.momentum_update(1.0);
+    assert_eq!(max_abs_diff(key_weight(&model), k_before.clone()), 0.0);
+    let kept = model
+        .moco_keys(
+            b.ids.clone(),
+            b.mask.clone(),
+            b.video.clone(),
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    assert_eq!(max_abs_diff(kept.text, keys0.text.clone()), 0.0);
+
+    let model = model.momentum_update(0.25);
+    let expected = k_before.mul_scalar(0.25) + q_weight.clone().mul_scalar(0.75);
+    assert!(max_abs_diff(key_weight(&model), expected) < 1e-6);
+
+    let model = model.momentum_update(0.0);
+    assert_eq!(max_abs_diff(key_weight(&model), q_weight), 0.0);
+    let copied = model
+        .moco_keys(
+            b.ids.clone(),
+            b.mask.clone(),
+            b.video.clone(),
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    let q = model.encode_text(b.ids.clone(), b.mask.clone(), None);
+    let v = model
+        .encode_video(b.video.clone(), b.clip_mask.clone())
+        .unwrap();
+    assert!(max_abs_diff(copied.text, q.l1) < 1e-6);
+    assert!(max_abs_diff(copied.video, v.l1) < 1e-6);
+    assert_eq!(model.momentum(), 0.9999);
+}
+
+#[test]
+fn enqueue_writes_columns_and_wraps_the_pointer() {
+    let device = Default::default();
+    let model = tiny().init::<B>(&device).unwrap();
+    let key = |value: f32, n: usize| Tensor::<B, 2>::full([n, HIDDEN], value, &device);
+    model
+        .dequeue_and_enqueue(key(1.0, 3), key(-1.0, 2))
+        .unwrap();
+    assert_eq!(model.queue_pointers(), Some((3, 2)));
+    model
+        .dequeue_and_enqueue(key(2.0, 3), key(-2.0, 4))
+        .unwrap();
+    assert_eq!(model.queue_pointers(), Some((6, 6)));
+    // 6 + 3 > 8: AntMMF clamps the block to end at K (columns 5..8) and wraps to 0.
+    model
+        .dequeue_and_enqueue(key(3.0, 3), key(-3.0, 3))
+        .unwrap();
+    assert_eq!(model.queue_pointers(), Some((0, 0)));
+    let queue = to_vec(model.text_queue().unwrap()); // [H, 8], row-major
+    let row0: Vec<f32> = queue[..8].to_vec();
+    assert_eq!(row0, vec![1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 3.0]);
+    let video = to_vec(model.video_queue().unwrap());
+    assert_eq!(
+        &video[..8],
+        &[-1.0, -1.0, -2.0, -2.0, -2.0, -3.0, -3.0, -3.0]
+    );
+    // More keys than the queue holds is an error, not a panic.
+    assert!(model.dequeue_and_enqueue(key(0.0, 9), key(0.0, 1)).is_err());
+    // A batch with a NaN is skipped, as AntMMF.
+    model
+        .dequeue_and_enqueue(key(f32::NAN, 1), key(f32::NAN, 1))
+        .unwrap();
+    assert_eq!(model.queue_pointers(), Some((0, 0)));
+    let no_moco = tiny().with_moco_queues(None).init::<B>(&device).unwrap();
+    assert!(no_moco.moco.is_none());
+    assert!(matches!(
+        no_moco.dequeue_and_enqueue(key(1.0, 1), key(1.0, 1)),
+        Err(UnivlError::NoMoco)
+    ));
+}
+
+/// Gradients: the L2 loss reaches the text encoder, the visual backbone and `img_proj`; the L1
+/// loss reaches `img_fc`; MoCo key encoders and queues get none.
+#[test]
+fn gradients_reach_encoders_but_not_keys_or_queues() {
+    let device = Default::default();
+    let model = tiny().init::<AD>(&device).unwrap();
+    let b = batch::<AD>(&device);
+    let video = model
+        .encode_video(b.video.clone(), b.clip_mask.clone())
+        .unwrap();
+    let cross = model
+        .cross(
+            b.ids.clone(),
+            b.mask.clone(),
+            None,
+            video.clip_tokens.clone(),
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    let l2 = model.l2_score(cross.pooled).sum();
+    let grads = l2.backward();
+    let norm = |g: Option<Tensor<Flex, 2>>| g.map(|g| to_vec(g.abs().sum())[0]).unwrap_or(0.0);
+    let layer0 = &model.bert.encoder.layer[0];
+    assert!(
+        norm(layer0.attention.query.weight.grad(&grads)) > 0.0,
+        "text encoder"
+    );
+    assert!(norm(model.bert.embeddings.word_embeddings.weight.grad(&grads)) > 0.0);
+    let antmmf_models::univl::VisualBackbone::Swin(swin) = &model.visual.backbone else {
+        panic!("Swin backbone");
+    };
+    assert!(
+        norm(swin.layers[0].blocks[0].attn.qkv.weight.grad(&grads)) > 0.0,
+        "backbone"
+    );
+    assert!(
+        norm(model.img_proj.as_ref().unwrap().grad(&grads)) > 0.0,
+        "img_proj"
+    );
+    assert_eq!(
+        norm(model.visual.img_fc.fc1.weight.grad(&grads)),
+        0.0,
+        "img_fc is L1 only"
+    );
+
+    // L1 (in-batch) + MoCo loss against the queues, on a fresh forward (a backward pass
+    // consumes the autodiff graph it walked).
+    let text = model.encode_text(b.ids.clone(), b.mask.clone(), None);
+    let video = model
+        .encode_video(b.video.clone(), b.clip_mask.clone())
+        .unwrap();
+    let keys = model
+        .moco_keys(
+            b.ids.clone(),
+            b.mask.clone(),
+            b.video.clone(),
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    let l1 = Univl::l1_similarity(text.l1.clone(), video.l1.clone(), Some(b.clip_mask.clone()));
+    let moco = moco_cross_modal_loss(
+        MocoInputs {
+            text_query: text.l1,
+            clip_query: video.l1.reshape([4, HIDDEN]),
+            text_keys: keys.text.clone(),
+            clip_keys: keys.video.clone().reshape([4, HIDDEN]),
+            text_queue: model.text_queue().unwrap(),
+            clip_queue: model.video_queue().unwrap(),
+        },
+        2,
+        0.05,
+    )
+    .unwrap();
+    let grads = (l1.sum() + moco.sum()).backward();
+    assert!(
+        norm(model.visual.img_fc.fc1.weight.grad(&grads)) > 0.0,
+        "img_fc"
+    );
+    assert!(
+        norm(model.visual.img_fc.fc2.weight.grad(&grads)) > 0.0,
+        "img_fc"
+    );
+    let m = model.moco.as_ref().unwrap();
+    assert!(
+        m.text_key.encoder.layer[0]
+            .attention
+            .query
+            .weight
+            .grad(&grads)
+            .is_none()
+    );
+    assert!(m.video_key.img_fc.fc1.weight.grad(&grads).is_none());
+    assert!(
+        !m.text_key
+            .embeddings
+            .word_embeddings
+            .weight
+            .val()
+            .is_require_grad()
+    );
+    assert!(!model.text_queue().unwrap().is_require_grad());
+    assert!(!keys.text.is_require_grad() && !keys.video.is_require_grad());
+
+    // The momentum update and the enqueue stay outside autodiff.
+    model
+        .dequeue_and_enqueue(keys.text.clone(), keys.video.clone().reshape([4, HIDDEN]))
+        .unwrap();
+    assert!(!model.video_queue().unwrap().is_require_grad());
+    let model = model.momentum_update(0.5);
+    let m = model.moco.as_ref().unwrap();
+    assert!(
+        !m.text_key.encoder.layer[0]
+            .attention
+            .query
+            .weight
+            .val()
+            .is_require_grad()
+    );
+    assert!(
+        model.bert.encoder.layer[0]
+            .attention
+            .query
+            .weight
+            .val()
+            .is_require_grad()
+    );
+}
+
+/// Save to bytes with Burn's named-MessagePack recorder, load into a fresh model: identical
+/// outputs, key encoders, queues and pointers.
+#[test]
+fn record_round_trip_keeps_weights_keys_and_queues() {
+    let device = Default::default();
+    let config = tiny();
+    let model = config.init::<B>(&device).unwrap();
+    let b = batch::<B>(&device);
+    // Make the state non-trivial: queue writes and a momentum step away from the copy.
+    model
+        .dequeue_and_enqueue(
+            Tensor::full([3, HIDDEN], 0.5, &device),
+            Tensor::full([5, HIDDEN], -0.5, &device),
+        )
+        .unwrap();
+    let mut model = model;
+    model.bert = config.init::<B>(&device).unwrap().bert;
+    let model = model.momentum_update(0.5);
+
+    let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+    let bytes = recorder.record(model.clone().into_record(), ()).unwrap();
+    let fresh = config.init::<B>(&device).unwrap();
+    let loaded = fresh.load_record(recorder.load(bytes, &device).unwrap());
+
+    assert_eq!(loaded.queue_pointers(), Some((3, 5)));
+    assert_eq!(
+        max_abs_diff(loaded.text_queue().unwrap(), model.text_queue().unwrap()),
+        0.0
+    );
+    assert_eq!(
+        max_abs_diff(loaded.video_queue().unwrap(), model.video_queue().unwrap()),
+        0.0
+    );
+    let out = |m: &Univl<B>| {
+        let t = m.encode_text(b.ids.clone(), b.mask.clone(), None);
+        let v = m
+            .encode_video(b.video.clone(), b.clip_mask.clone())
+            .unwrap();
+        let c = m
+            .cross(
+                b.ids.clone(),
+                b.mask.clone(),
+                None,
+                v.clip_tokens.clone(),
+                b.clip_mask.clone(),
+            )
+            .unwrap();
+        let k = m
+            .moco_keys(
+                b.ids.clone(),
+                b.mask.clone(),
+                b.video.clone(),
+                b.clip_mask.clone(),
+            )
+            .unwrap();
+        (
+            t.l1,
+            v.l1,
+            m.l2_score(c.pooled.clone()),
+            m.mlm_logits(c.text),
+            m.classify(c.pooled).unwrap(),
+            k,
+        )
+    };
+    let (a, b2) = (out(&model), out(&loaded));
+    assert_eq!(max_abs_diff(a.0, b2.0), 0.0);
+    assert_eq!(max_abs_diff(a.1, b2.1), 0.0);
+    assert_eq!(max_abs_diff(a.2, b2.2), 0.0);
+    assert_eq!(max_abs_diff(a.3, b2.3), 0.0);
+    assert_eq!(max_abs_diff(a.4, b2.4), 0.0);
+    assert_eq!(max_abs_diff(a.5.text, b2.5.text), 0.0);
+    assert_eq!(max_abs_diff(a.5.video, b2.5.video), 0.0);
+}
+
+/// Real all-MiniLM-L6-v2 as the text encoder with `num_hidden_layers: 2`: the text sequence is
+/// the full model's `hidden_states.2` (fixtures/minilm/minilm_l6_v2_reference.safetensors),
+/// atol 1e-4 / rtol 1e-4; the cross pooler and MoCo text key start as copies of the loaded BERT.
+#[test]
+fn minilm_first_two_layers_match_reference_hidden_states_2() {
+    let device = Default::default();
+    let folder = asset("minilm/model.safetensors")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut config = UnivlConfig::small(384, 2, 12, 30522).with_text_model_path(&folder);
+    config.text_encoder.params.intermediate_size = None;
+    config.text_encoder.params.max_position_embeddings = None;
+    let (model, reports) = config.init_pretrained::<B>(&device).expect("load MiniLM");
+    let report = &reports[0];
+    assert!(report.missing.is_empty(), "{report}");
+    assert!(
+        report
+            .unexpected
+            .iter()
+            .any(|k| k.starts_with("encoder.layer.5.")),
+        "layers 2..5 are not kept: {report}"
+    );
+    assert!(
+        !report.loaded.iter().any(|k| k.contains("layer.2.")),
+        "{report}"
+    );
+
+    let io = WeightFile::open(fixture("minilm/minilm_l6_v2_reference.safetensors")).unwrap();
+    let ids = io.int_tensor::<B, 2>("input_ids", &device).unwrap();
+    let mask = io.int_tensor::<B, 2>("attention_mask", &device).unwrap();
+    let types = io.int_tensor::<B, 2>("token_type_ids", &device).unwrap();
+    let text = model.encode_text(ids.clone(), mask.clone(), Some(types));
+    let err = assert_close(
+        "univl text sequence vs minilm hidden_states.2",
+        text.sequence,
+        io.tensor::<B, 3>("hidden_states.2", &device).unwrap(),
+        1e-4,
+        1e-4,
+    );
+    println!("max |err| = {err:e}");
+
+    let pooler = model.bert.pooler.as_ref().unwrap();
+    assert_eq!(
+        max_abs_diff(
+            pooler.dense.weight.val(),
+            model.cross_pooler.dense.weight.val()
+        ),
+        0.0
+    );
+    let key = &model.moco.as_ref().unwrap().text_key;
+    assert_eq!(
+        max_abs_diff(
+            key.encoder.layer[1].output.dense.weight.val(),
+            model.bert.encoder.layer[1].output.dense.weight.val()
+        ),
+        0.0
+    );
+}
