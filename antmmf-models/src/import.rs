@@ -335,6 +335,24 @@ impl KeyMap {
             .with_ignored(r"num_batches_tracked$")
     }
 
+    /// whai362/PVT `pvt_v2_b*` checkpoints into [`crate::pvt_v2::PvtV2`]:
+    /// `patch_embed{i}` / `block{i}` / `norm{i}` → `stages.{i-1}.{patch_embed,blocks,norm}`,
+    /// `mlp.dwconv.dwconv` → `mlp.dwconv`.
+    pub fn pvt_v2() -> Self {
+        let mut map = Self::new("pvt-v2", &[]);
+        for i in 1..=4 {
+            let s = i - 1;
+            map = map
+                .with_rule(
+                    &format!(r"^patch_embed{i}\."),
+                    &format!("stages.{s}.patch_embed."),
+                )
+                .with_rule(&format!(r"^block{i}\."), &format!("stages.{s}.blocks."))
+                .with_rule(&format!(r"^norm{i}\."), &format!("stages.{s}.norm."));
+        }
+        map.with_rule(r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv.")
+    }
+
     fn with_rules(mut self, rules: &[(&str, &str)]) -> Self {
         for (a, b) in rules {
             self = self.with_rule(a, b);

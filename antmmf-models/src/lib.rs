@@ -7,6 +7,7 @@ pub mod clip;
 pub mod efficientnet;
 pub mod import;
 pub mod losses;
+pub mod pvt_v2;
 pub mod transformer;
 pub mod univl;
 pub mod video_swin;
