@@ -1113,6 +1113,44 @@ mod tests {
     }
 
     #[test]
+    fn randaug_draws_two_distinct_ops_half_the_time() {
+        let ra = RandAugment::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (mut applied, n) = (0usize, 4000);
+        for _ in 0..n {
+            let steps = ra.draw(&mut rng);
+            assert!(steps.len() <= 2);
+            if let [a, b] = steps.as_slice() {
+                assert_ne!(a.op, b.op);
+            }
+            for s in &steps {
+                match s.op {
+                    AugOp::AdjustBrightness
+                    | AugOp::AdjustContrast
+                    | AugOp::AdjustSaturation
+                    | AugOp::AdjustSharpness => {
+                        // 1 +- 0.9 * level / 10 with level ~ N(9, 0.5) clamped to [0, 10].
+                        assert!(
+                            (0.099..=1.901).contains(&s.arg) && (s.arg - 1.0).abs() > 0.5,
+                            "{s:?}"
+                        );
+                    }
+                    AugOp::Rotate => assert!(s.arg.abs() <= 30.0 && s.arg.abs() > 18.0, "{s:?}"),
+                    AugOp::Posterize => assert!([0.0, 1.0, 2.0].contains(&s.arg), "{s:?}"),
+                    AugOp::Solarize => assert!((0.0..=0.4).contains(&s.arg), "{s:?}"),
+                    AugOp::ShearX | AugOp::ShearY => assert!(s.arg.abs() <= 0.3),
+                    AugOp::TranslateX | AugOp::TranslateY => assert!(s.arg.abs() <= 0.45),
+                    _ => {}
+                }
+            }
+            applied += steps.len();
+        }
+        // Each of the 2 layers applies with probability 0.5: one op per video on average.
+        let mean = applied as f64 / n as f64;
+        assert!((mean - 1.0).abs() < 0.05, "{mean}");
+    }
+
+    #[test]
     fn equalize_matches_torchvision_lut() {
         // Channel 0 histogram: value 0 x2, 100 x1, 200 x1 -> nonzero [2, 1, 1],
         // step = (2 + 1) // 255 = 0 -> unchanged.

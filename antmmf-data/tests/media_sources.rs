@@ -40,6 +40,20 @@ fn synth(dir: &Path, name: &str, size: &str, secs: &str, extra: &[&str]) -> Path
     out
 }
 
+/// ffprobe's decoded frame count (`-count_frames`), the oracle for "how many frames exist".
+fn ffprobe_frames(path: &Path) -> usize {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ffprobe ({e}): run scripts/setup.sh"));
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("ffprobe frame count")
+}
+
 fn eval8() -> FrameSampler {
     FrameSampler::new(8, SampleMode::Eval)
 }
@@ -130,9 +144,14 @@ fn truncated_streamable_file_counts_only_what_is_there() {
     let info = dec.info().clone();
     assert_eq!(info.container_frames, Some(50));
     assert!(info.frame_count > 0 && info.frame_count < 50, "{info:?}");
-    // Frames inside the surviving part decode; one past the end is a clear error.
-    let last_safe = info.frame_count.saturating_sub(2);
-    assert_eq!(dec.decode(&[0, last_safe]).unwrap().len(), 2);
+    assert_eq!(info.frame_count, ffprobe_frames(&cut));
+    // Every counted frame decodes, the last one included; one past the end is a clear error.
+    assert_eq!(
+        dec.decode(&[0, info.frame_count / 2, info.frame_count - 1])
+            .unwrap()
+            .len(),
+        3
+    );
     let e = dec.decode(&[info.frame_count]).unwrap_err();
     assert!(matches!(e, MediaError::IndexOutOfRange { .. }), "{e}");
     assert_names_file(&e, &cut);
@@ -332,6 +351,26 @@ fn streams_without_timestamps_decode_sequentially() {
     assert_eq!(mp4_dec.info().frame_count, 25);
     let b = mp4_dec.decode(&asked).unwrap();
     assert_eq!(a, b);
+
+    // Remuxing the raw stream back into MP4 writes an edit list that hides its first two
+    // frames: the container says 25, ffmpeg decodes 23, and so do we.
+    let remux = dir.path().join("remux.mp4");
+    ffmpeg(&[
+        "-r",
+        "25",
+        "-i",
+        raw_s,
+        "-c",
+        "copy",
+        remux.to_str().unwrap(),
+    ]);
+    let info = VideoDecoder::open(&remux, DecodeOptions::default())
+        .unwrap()
+        .info()
+        .clone();
+    assert_eq!(info.container_frames, Some(25));
+    assert_eq!(info.frame_count, ffprobe_frames(&remux));
+    assert_eq!(info.frame_count, 23);
 }
 
 #[test]

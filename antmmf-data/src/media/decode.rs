@@ -364,7 +364,7 @@ impl VideoDecoder {
 
         // Demux everything once, reading only the video stream's packets.
         discard_other_streams(&mut input, stream_index);
-        let packets = scan_packets(&path, &mut input, stream_index, &deadline)?;
+        let (packets, clean_end) = scan_packets(&path, &mut input, stream_index, &deadline)?;
         if packets.is_empty() {
             return Err(MediaError::NoFrames { path });
         }
@@ -393,7 +393,7 @@ impl VideoDecoder {
             duration_s,
             keyframes: table.keyframe_indices(),
         };
-        Ok(Self {
+        let mut decoder = Self {
             path,
             origin,
             input,
@@ -404,7 +404,86 @@ impl VideoDecoder {
             opts,
             deadline,
             scaler: None,
-        })
+        };
+        // A container that disagrees with its own packets (truncated data, edit lists) or a
+        // demuxer that stopped on an error: decode the last GOP once, so that frames the
+        // decoder cannot produce (a packet cut short, say) are not counted, as ffprobe's
+        // `-count_frames` would not count them.
+        if !clean_end || container_frames.is_some_and(|n| n != frame_count as u64) {
+            decoder.verify_tail()?;
+        }
+        Ok(decoder)
+    }
+
+    /// Decodes from the last keyframe to the end and drops trailing packets that yield no frame.
+    fn verify_tail(&mut self) -> Result<(), MediaError> {
+        if self.table.pres_pts.is_none() {
+            return Ok(());
+        }
+        let kpos = self
+            .table
+            .keyframes
+            .iter()
+            .map(|&(_, p)| p)
+            .max()
+            .unwrap_or(0);
+        self.seek_to_packet(kpos)?;
+        self.decoder.skip_frame(Discard::Default);
+        let mut produced = std::collections::HashSet::new();
+        let mut packet = Packet::empty();
+        let mut frame = frame::Video::empty();
+        let mut bad_packets = 0usize;
+        let mut drain = |dec: &mut ffmpeg::decoder::Video,
+                         produced: &mut std::collections::HashSet<i64>| {
+            while dec.receive_frame(&mut frame).is_ok() {
+                if let Some(t) = frame.pts().or_else(|| frame.timestamp()) {
+                    produced.insert(t);
+                }
+            }
+        };
+        loop {
+            self.check_deadline()?;
+            match packet.read(&mut self.input) {
+                Ok(()) => {
+                    bad_packets = 0;
+                    if packet.stream() == self.stream_index && self.send(&packet)? {
+                        drain(&mut self.decoder, &mut produced);
+                    }
+                }
+                Err(ffmpeg::Error::InvalidData) if bad_packets < MAX_BAD_PACKETS => {
+                    bad_packets += 1
+                }
+                Err(_) => break,
+            }
+        }
+        if self.decoder.send_eof().is_ok() {
+            drain(&mut self.decoder, &mut produced);
+        }
+        self.decoder.flush();
+        if produced.is_empty() {
+            // Nothing decodable at all past the last keyframe: keep the demuxer's count rather
+            // than guess; decoding those frames will report them as missing.
+            return Ok(());
+        }
+        let keep: Vec<PacketEntry> = self
+            .table
+            .packets
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| *i < kpos || p.pts.is_some_and(|t| produced.contains(&t)))
+            .map(|(_, p)| *p)
+            .collect();
+        if keep.len() != self.table.packets.len() {
+            log::warn!(
+                "{}: {} trailing packet(s) decode to no frame; not counted",
+                self.path.display(),
+                self.table.packets.len() - keep.len()
+            );
+            self.table = FrameTable::build(keep);
+            self.info.frame_count = self.table.packets.len();
+            self.info.keyframes = self.table.keyframe_indices();
+        }
+        Ok(())
     }
 
     /// Stream facts (fps, exact frame count, size, keyframes).
@@ -783,13 +862,14 @@ impl VideoDecoder {
     }
 }
 
-/// Demux every packet once (no decoding) and keep the video stream's.
+/// Demux every packet once (no decoding) and keep the video stream's; the flag is `false` when
+/// demuxing stopped on an error rather than at the end of the file.
 fn scan_packets(
     path: &Path,
     input: &mut format::context::Input,
     stream_index: usize,
     deadline: &Deadline,
-) -> Result<Vec<PacketEntry>, MediaError> {
+) -> Result<(Vec<PacketEntry>, bool), MediaError> {
     let mut packets = Vec::new();
     let mut packet = Packet::empty();
     let mut bad_packets = 0usize;
@@ -828,11 +908,11 @@ fn scan_packets(
                 }
                 // Truncated or damaged data: what was read so far is the video.
                 log::warn!("{}: demuxing stopped early: {e}", path.display());
-                break;
+                return Ok((packets, false));
             }
         }
     }
-    Ok(packets)
+    Ok((packets, true))
 }
 
 fn open_error(path: &Path, deadline: &Deadline, source: ffmpeg::Error) -> MediaError {

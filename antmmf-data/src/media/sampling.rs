@@ -19,6 +19,19 @@ pub enum SampleMode {
     Eval,
 }
 
+impl std::str::FromStr for SampleMode {
+    type Err = String;
+
+    /// `train` -> [`SampleMode::Train`]; `test`, `val`, `eval` -> [`SampleMode::Eval`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "train" => Ok(Self::Train),
+            "test" | "val" | "eval" => Ok(Self::Eval),
+            other => Err(format!("unknown mode {other:?} (train, test, val)")),
+        }
+    }
+}
+
 /// How indices are repeated when the video has fewer frames than requested clips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FrameResample {
@@ -249,6 +262,13 @@ mod tests {
         assert_eq!(s.sample_window(250, 25.0, Some(w), &mut rng), vec![25; 4]);
         // No window: plain sampling.
         assert_eq!(s.sample_window(10, 25.0, None, &mut rng), vec![0, 3, 5, 8]);
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!("train".parse::<SampleMode>(), Ok(SampleMode::Train));
+        assert_eq!("val".parse::<SampleMode>(), Ok(SampleMode::Eval));
+        assert!("bogus".parse::<SampleMode>().is_err());
     }
 
     #[test]
