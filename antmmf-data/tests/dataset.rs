@@ -383,3 +383,56 @@ fn config_errors_name_the_key() {
         "dataset.processors.train_frame_processor: is not set"
     );
 }
+
+#[test]
+fn pretrain_asr_captions_take_their_segment_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let asrs = dir.path().join("asrs");
+    std::fs::create_dir(&asrs).expect("mkdir");
+    std::fs::write(
+        asrs.join("bikes"),
+        r#"{"start": [0.0, 5.0], "end": [4.0, 9.9], "text": ["a man rides a bike", "he passes parked cars"]}"#,
+    )
+    .expect("write transcript");
+    let ann = dir.path().join("asr.jsonl");
+    std::fs::write(
+        &ann,
+        "{\"clip_name\": \"bikes.mp4\", \"caption\": null, \"type\": \"video\"}\n\
+         {\"clip_name\": \"bikes.mp4\", \"caption\": \"first\", \"start\": 0.0, \"end\": 4.0, \"sen_id\": 1}\n\
+         {\"clip_name\": \"bikes.mp4\", \"caption\": \"second\", \"start\": 5.0, \"end\": 9.9, \"sen_id\": 2}\n\
+         {\"clip_name\": \"carphone_pristine.mp4\", \"caption\": \"\"}\n",
+    )
+    .expect("write annotations");
+    let ann = ann.to_string_lossy().into_owned();
+    let asr_dir = asrs.to_string_lossy().into_owned();
+    let extra = json!({
+        "use_asrs": true,
+        "asrs": {"train": asr_dir, "val": asr_dir, "test": asr_dir},
+        "asr_sampler_config": {"train_n_pairs": 1, "test_n_pairs": 1, "min_time": 1.0}
+    });
+    let ds = dataset(node(&ann, &ann, extra), Split::Val, TaskKind::Pretrain);
+    assert_eq!(ds.len(), 4);
+    let first = ds.get_with_rng(1, &mut sample_rng(0, 0, 1)).expect("first");
+    let second = ds
+        .get_with_rng(2, &mut sample_rng(0, 0, 2))
+        .expect("second");
+    let mut seen = std::collections::HashSet::new();
+    for seed in 0..8 {
+        let s = ds
+            .get_with_rng(0, &mut sample_rng(seed, 0, 0))
+            .expect("ASR sample");
+        match s.text.as_str() {
+            "a man rides a bike" => assert_eq!(s.frames, first.frames),
+            "he passes parked cars" => assert_eq!(s.frames, second.frames),
+            other => panic!("unexpected ASR caption {other:?}"),
+        }
+        seen.insert(s.text);
+    }
+    assert_eq!(seen.len(), 2, "both segments are drawn");
+    // No transcript for carphone_pristine: no caption, an error naming the clip.
+    let err = ds
+        .get_with_rng(3, &mut sample_rng(0, 0, 3))
+        .expect_err("no transcript");
+    assert!(matches!(err, SampleError::NoCaption { .. }), "{err}");
+    assert!(err.to_string().contains("carphone_pristine.mp4"), "{err}");
+}
