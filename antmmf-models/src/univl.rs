@@ -43,7 +43,7 @@ use crate::transformer::{Activation, padding_additive_mask};
 pub use config::{
     ImageEncoderConfig, ResampleMethod, ReweightMethod, UnivlConfig, VideoSwinParams,
 };
-pub use moco::Moco;
+pub use moco::{Moco, MomentumKeys, WithMomentumUpdate};
 pub use visual::{VideoOutput, VisualBackbone, VisualEncoder};
 
 use moco::{fresh_copy, materialize, momentum_blend};
@@ -793,6 +793,7 @@ impl<B: Backend> Univl<B> {
                     &format!("encoder.layer.{i}."),
                 );
             }
+            keys = keys.with_rule(r"^__src_layer\.", "unused_encoder.layer.");
         }
         let (bert, report) = file.load_into(self.bert, &keys, &LoadOptions::default())?;
         self.bert = bert;
@@ -839,5 +840,15 @@ impl<B: Backend> Univl<B> {
             moco.video_key = fresh_copy(&self.visual, Some(false));
         }
         Ok((self, report))
+    }
+}
+
+impl<B: Backend> MomentumKeys for Univl<B> {
+    fn key_momentum(&self) -> f64 {
+        self.momentum
+    }
+
+    fn momentum_keys(self, m: f64) -> Self {
+        self.momentum_update(m)
     }
 }

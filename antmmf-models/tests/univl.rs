@@ -801,3 +801,169 @@ fn minilm_first_two_layers_match_reference_hidden_states_2() {
         0.0
     );
 }
+
+/// Masked clip pooling on a hand-checkable grid, and nearest resampling of a pixel mask.
+#[test]
+fn clip_pooling_leaves_out_padded_cells() {
+    use antmmf_models::univl::visual::{pool_clips, resize_mask_nearest};
+    use burn::tensor::Bool;
+    let device = Default::default();
+    // [B=1, T'=2, h=1, w=2, D=1]: frame 0 cells (1, 3), frame 1 cells (5, 7).
+    let grid = || {
+        Tensor::<B, 5>::from_data(
+            TensorData::new(vec![1f32, 3., 5., 7.], [1, 2, 1, 2, 1]),
+            &device,
+        )
+    };
+    let mask = || {
+        Tensor::<B, 4, Bool>::from_data(
+            TensorData::new(vec![false, true, false, false], [1, 2, 1, 2]),
+            &device,
+        )
+    };
+    assert_eq!(to_vec(pool_clips(grid(), None, 1).unwrap()), vec![4.0]);
+    assert_eq!(to_vec(pool_clips(grid(), None, 2).unwrap()), vec![2.0, 6.0]);
+    let one = to_vec(pool_clips(grid(), Some(mask()), 1).unwrap());
+    assert!((one[0] - 13.0 / 3.0).abs() < 1e-6, "{one:?}");
+    assert_eq!(
+        to_vec(pool_clips(grid(), Some(mask()), 2).unwrap()),
+        vec![1.0, 6.0]
+    );
+    assert!(pool_clips(grid(), None, 3).is_err());
+
+    // 4x4 -> 2x2 nearest keeps rows/cols 0 and 2 (torch: floor(i * in / out)).
+    let mut pixels = vec![false; 16];
+    pixels[2] = true; // row 0, col 2 -> cell (0, 1)
+    pixels[5] = true; // row 1, col 1 -> dropped
+    let pixels = Tensor::<B, 4, Bool>::from_data(TensorData::new(pixels, [1, 1, 4, 4]), &device);
+    let cells: Vec<bool> = resize_mask_nearest(pixels, [1, 2, 2])
+        .into_data()
+        .to_vec()
+        .unwrap();
+    assert_eq!(cells, vec![false, true, false, false]);
+
+    // Through the model: padding the right half of every frame changes the clip tokens, and
+    // an all-false mask is the same as no mask.
+    let model = tiny().init::<B>(&device).unwrap();
+    let b = batch::<B>(&device);
+    let plain = model
+        .encode_video(b.video.clone(), b.clip_mask.clone())
+        .unwrap();
+    let none = Tensor::<B, 4, Bool>::from_data(
+        TensorData::new(vec![false; 2 * 4 * 16 * 16], [2, 4, 16, 16]),
+        &device,
+    );
+    let same = model
+        .encode_video_with_pixel_mask(b.video.clone(), Some(none), b.clip_mask.clone())
+        .unwrap();
+    assert!(max_abs_diff(plain.clip_tokens.clone(), same.clip_tokens) < 1e-6);
+    let half: Vec<bool> = (0..2 * 4 * 16 * 16).map(|i| i % 16 >= 8).collect();
+    let half = Tensor::<B, 4, Bool>::from_data(TensorData::new(half, [2, 4, 16, 16]), &device);
+    let masked = model
+        .encode_video_with_pixel_mask(b.video, Some(half), b.clip_mask)
+        .unwrap();
+    assert!(max_abs_diff(plain.clip_tokens, masked.clip_tokens) > 1e-4);
+}
+
+/// One AdamW step through [`WithMomentumUpdate`]: the query moves, then the key becomes
+/// `m * key + (1 - m) * query` with `m = M = 0.5`; the autodiff model converts to its inner
+/// backend for validation with its queues.
+#[test]
+fn optimizer_step_is_followed_by_the_momentum_update() {
+    use antmmf_models::univl::WithMomentumUpdate;
+    use burn::module::AutodiffModule;
+    use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+    let device = Default::default();
+    let mut config = tiny();
+    config.momentum = 0.5;
+    let model = config.init::<AD>(&device).unwrap();
+    let b = batch::<AD>(&device);
+    let weight = |m: &Univl<AD>| m.bert.encoder.layer[0].attention.query.weight.val().inner();
+    let key_weight = |m: &Univl<AD>| {
+        m.moco.as_ref().unwrap().text_key.encoder.layer[0]
+            .attention
+            .query
+            .weight
+            .val()
+            .inner()
+    };
+    let q_old = weight(&model);
+    assert_eq!(max_abs_diff(key_weight(&model), q_old.clone()), 0.0);
+    let video = model
+        .encode_video(b.video.clone(), b.clip_mask.clone())
+        .unwrap();
+    let cross = model
+        .cross(
+            b.ids.clone(),
+            b.mask.clone(),
+            None,
+            video.clip_tokens,
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    let loss = model.l2_score(cross.pooled).sum();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let mut optim = WithMomentumUpdate::new(AdamWConfig::new().init::<AD, Univl<AD>>());
+    let model = optim.step(1e-2, model, grads);
+    let q_new = weight(&model);
+    assert!(
+        max_abs_diff(q_new.clone(), q_old.clone()) > 1e-3,
+        "the query moved"
+    );
+    let expected = q_old.mul_scalar(0.5) + q_new.mul_scalar(0.5);
+    assert!(max_abs_diff(key_weight(&model), expected) < 1e-6);
+
+    model
+        .dequeue_and_enqueue(
+            Tensor::full([2, HIDDEN], 1.0, &device),
+            Tensor::full([2, HIDDEN], 1.0, &device),
+        )
+        .unwrap();
+    let inner: Univl<Flex> = model.valid();
+    assert_eq!(inner.queue_pointers(), Some((2, 2)));
+    assert_eq!(to_vec(inner.text_queue().unwrap())[..2], [1.0, 1.0]);
+}
+
+/// `start_hidden_layer`: layers `start..start + n` of the checkpoint fill layers `0..n`.
+#[test]
+fn start_hidden_layer_selects_checkpoint_layers() {
+    let device = Default::default();
+    let folder = asset("minilm/model.safetensors")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut config = UnivlConfig::small(384, 2, 12, 30522).with_text_model_path(&folder);
+    config.text_encoder.params.start_hidden_layer = 3;
+    let (model, reports) = config.init_pretrained::<B>(&device).expect("load MiniLM");
+    let report = &reports[0];
+    assert!(report.missing.is_empty(), "{report}");
+    assert!(
+        report
+            .unexpected
+            .iter()
+            .any(|k| k.starts_with("unused_encoder.layer.0.")),
+        "{report}"
+    );
+    let file = WeightFile::open(folder.join("model.safetensors")).unwrap();
+    for (ours, theirs) in [(0, 3), (1, 4)] {
+        let stored = file
+            .tensor::<B, 2>(
+                &format!("encoder.layer.{theirs}.attention.self.query.weight"),
+                &device,
+            )
+            .unwrap();
+        let loaded = model.bert.encoder.layer[ours].attention.query.weight.val();
+        assert_eq!(
+            max_abs_diff(loaded, stored.transpose()),
+            0.0,
+            "layer {ours}"
+        );
+    }
+    // Asking for more layers than the checkpoint has names the key.
+    config.text_encoder.params.start_hidden_layer = 5;
+    let err = config.init::<B>(&device).unwrap_err().to_string();
+    assert!(
+        err.contains("model_attributes.univl.text_encoder.params.num_hidden_layers"),
+        "{err}"
+    );
+}

@@ -21,8 +21,11 @@
 //! are therefore meant to be updated from one training thread (single-device training). Under a
 //! multi-device strategy, gather the keys on one device before enqueueing (AntMMF all-gathers).
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId, RunningState};
-use burn::tensor::backend::Backend;
+use burn::module::{
+    AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId, RunningState,
+};
+use burn::optim::{GradientsParams, LearningRate, MultiGradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor, TensorData};
 
 use crate::bert::Bert;
@@ -214,4 +217,67 @@ pub fn momentum_blend<B: Backend, M: Module<B>>(key: M, query: &M, m: f64) -> (M
     let key = key.map(&mut blend);
     let matched = blend.matched && blend.query.next().is_none();
     (key, matched)
+}
+
+/// A model whose MoCo key encoders follow its query encoders by momentum (implemented by
+/// [`super::Univl`]; a task model wrapping it forwards to it).
+pub trait MomentumKeys {
+    /// The key momentum `m` (`model_attributes.univl.M`).
+    fn key_momentum(&self) -> f64;
+    /// `key = m * key + (1 - m) * query`, outside autodiff.
+    fn momentum_keys(self, m: f64) -> Self;
+}
+
+/// An optimizer followed by the MoCo momentum update of the key encoders.
+///
+/// A Burn `TrainStep` sees the model immutably, so the momentum update (AntMMF's
+/// `momentum_update_key_encoder` at the start of each step) happens right after each optimizer
+/// step instead, which yields the same sequence of key weights. The optimizer record is the
+/// inner optimizer's.
+#[derive(Debug, Clone)]
+pub struct WithMomentumUpdate<O> {
+    inner: O,
+}
+
+impl<O> WithMomentumUpdate<O> {
+    /// Wraps `inner`.
+    pub fn new(inner: O) -> Self {
+        Self { inner }
+    }
+
+    /// The wrapped optimizer.
+    pub fn into_inner(self) -> O {
+        self.inner
+    }
+}
+
+impl<M, B, O> Optimizer<M, B> for WithMomentumUpdate<O>
+where
+    M: AutodiffModule<B> + MomentumKeys,
+    B: AutodiffBackend,
+    O: Optimizer<M, B>,
+{
+    type Record = O::Record;
+
+    fn step(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
+        let module = self.inner.step(lr, module, grads);
+        let m = module.key_momentum();
+        module.momentum_keys(m)
+    }
+
+    fn step_multi(&mut self, lr: LearningRate, module: M, grads: MultiGradientsParams) -> M {
+        let module = self.inner.step_multi(lr, module, grads);
+        let m = module.key_momentum();
+        module.momentum_keys(m)
+    }
+
+    fn to_record(&self) -> Self::Record {
+        self.inner.to_record()
+    }
+
+    fn load_record(self, record: Self::Record) -> Self {
+        Self {
+            inner: self.inner.load_record(record),
+        }
+    }
 }
