@@ -353,6 +353,19 @@ impl KeyMap {
         map.with_rule(r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv.")
     }
 
+    /// torchvision `resnet50/101/152` into [`crate::resnet::ResNet`]: `downsample.0/1` →
+    /// `downsample.conv/bn`, BatchNorm `num_batches_tracked` counters ignored.
+    pub fn torchvision_resnet() -> Self {
+        Self::new(
+            "torchvision-resnet",
+            &[
+                (r"\.downsample\.0\.", ".downsample.conv."),
+                (r"\.downsample\.1\.", ".downsample.bn."),
+            ],
+        )
+        .with_ignored(r"num_batches_tracked$")
+    }
+
     fn with_rules(mut self, rules: &[(&str, &str)]) -> Self {
         for (a, b) in rules {
             self = self.with_rule(a, b);

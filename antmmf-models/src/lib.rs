@@ -8,6 +8,7 @@ pub mod efficientnet;
 pub mod import;
 pub mod losses;
 pub mod pvt_v2;
+pub mod resnet;
 pub mod transformer;
 pub mod univl;
 pub mod video_swin;
