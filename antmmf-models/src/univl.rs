@@ -517,6 +517,13 @@ impl<B: Backend> Univl<B> {
                 clip_mask.dims()
             )));
         }
+        let max_positions = self.bert.embeddings.position_embeddings.weight.dims()[0];
+        if l > max_positions || c + 1 > max_positions {
+            return Err(UnivlError::Shape(format!(
+                "cross input: {l} text tokens or {c} clips + [SEP] exceed the {max_positions} \
+                 learned positions"
+            )));
+        }
         let device = text_ids.device();
         let types = Self::token_types(&text_ids, text_segments);
         let sep_ids = Tensor::<B, 2, Int>::full([b, 1], self.sep_token_id as i64, &device);

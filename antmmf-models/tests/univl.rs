@@ -967,3 +967,31 @@ fn start_hidden_layer_selects_checkpoint_layers() {
         "{err}"
     );
 }
+
+/// The repository's quickstart config builds the model: MiniLM (2 layers, path relative to the
+/// config file) as text/cross encoder, a 4-stage tiny VIOLET Swin, no MoCo.
+#[test]
+fn quickstart_config_builds_the_model() {
+    asset("minilm/model.safetensors");
+    let path = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/quickstart.yml"
+    ));
+    let config = Config::load(&ConfigSources {
+        config: Some(path),
+        ..Default::default()
+    })
+    .expect("quickstart config");
+    let univl = UnivlConfig::from_config(&config).expect("univl view");
+    assert_eq!(univl.hidden_size, 384);
+    assert!(!univl.with_moco);
+    let device = Default::default();
+    let (model, reports) = univl.init_pretrained::<B>(&device).expect("build");
+    assert_eq!(reports.len(), 1, "MiniLM loaded");
+    assert!(model.moco.is_none());
+    assert_eq!(model.bert.encoder.layer.len(), 2);
+    let b = batch::<B>(&device);
+    let video = Tensor::<B, 5>::random([2, 4, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let out = model.encode_video(video, b.clip_mask).unwrap();
+    assert_eq!(out.clip_tokens.dims(), [2, 2, 384]);
+}

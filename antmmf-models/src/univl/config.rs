@@ -478,10 +478,33 @@ impl Default for UnivlConfig {
 
 impl UnivlConfig {
     /// Reads and validates `model_attributes.univl` of a merged AntMMF configuration.
+    ///
+    /// A relative `model_path` is taken relative to the config file's folder when it exists
+    /// there (`../assets/minilm` in `configs/quickstart.yml`), else as given (working directory).
     pub fn from_config(config: &antmmf_core::Config) -> Result<Self, UnivlError> {
-        let view: Self = config.view(UNIVL_CONFIG_PATH)?;
+        let mut view: Self = config.view(UNIVL_CONFIG_PATH)?;
+        if let Some(dir) = config.config_dir() {
+            view.resolve_paths(dir);
+        }
         view.validate()?;
         Ok(view)
+    }
+
+    /// Makes relative `model_path`s that exist under `dir` relative to `dir`.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        let resolve = |path: &mut Option<PathBuf>| {
+            if let Some(p) = path.as_ref()
+                && p.is_relative()
+                && dir.join(p).exists()
+            {
+                *path = Some(dir.join(p));
+            }
+        };
+        resolve(&mut self.text_encoder.params.model_path);
+        match &mut self.image_encoder {
+            ImageEncoderConfig::VideoSwinEncoder(p) => resolve(&mut p.model_path),
+            ImageEncoderConfig::VitImageEncoder(p) => resolve(&mut p.model_path),
+        }
     }
 
     /// A small random-init configuration (for tests and examples): a BERT of `layers` layers,
