@@ -674,3 +674,23 @@ fn throughput_eval_8_frames_224() {
         );
     }
 }
+
+#[test]
+fn burn_dataloader_builder_accepts_the_dataset_and_batcher() {
+    use burn::data::dataloader::DataLoaderBuilder;
+    let ds = small(
+        node(
+            json!("retrieval_train.jsonl"),
+            json!("retrieval_test.jsonl"),
+            32,
+            json!({}),
+        ),
+        Split::Test,
+        TaskKind::RetrievalEval,
+    );
+    let l = DataLoaderBuilder::<B, Sample, VideoTextBatch<B>>::new(VideoTextBatcher::new())
+        .batch_size(2)
+        .build(ds);
+    let idx: Vec<Vec<usize>> = l.iter().map(|b| b.indices).collect();
+    assert_eq!(idx, vec![vec![0, 1], vec![2, 3], vec![4]]);
+}
