@@ -446,6 +446,25 @@ fn lmdb_videos_decode_from_memory() {
         wtxn.commit().unwrap();
     }
     let videos = LmdbVideos::open(&db_dir).unwrap();
+    // LMDB allows one environment per process: every opener shares it (no EnvAlreadyOpened).
+    let again = LmdbVideos::open(&db_dir).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&videos, &again));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let db = db_dir.clone();
+            let key = key.clone();
+            std::thread::spawn(move || {
+                LmdbVideos::open(&db)
+                    .unwrap()
+                    .get(&key)
+                    .unwrap()
+                    .map(|b| b.len())
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), Some(bytes.len()));
+    }
     let mut from_db = videos.decoder(&key, DecodeOptions::default()).unwrap();
     let mut from_file = VideoDecoder::open(&p, DecodeOptions::default()).unwrap();
     assert_eq!(from_db.info(), from_file.info());

@@ -12,11 +12,18 @@
 //!    index): the video packets' pts, dts and keyframe flags give the exact frame count (which
 //!    the container's `nb_frames` may get wrong, e.g. for truncated files), each frame's pts in
 //!    presentation order, and the keyframe positions. Packets the demuxer marks as discarded
-//!    (edit lists) are not frames.
+//!    (edit lists) are not frames. Only when the container's `nb_frames` disagrees with the
+//!    packet count, or demuxing stopped on an error (truncated file), is the last GOP decoded
+//!    once more so that packets yielding no frame are not counted (ffprobe `-count_frames`).
+//!    Cost of the scan: a few ms for the sample clips (2.8 ms for a 510 KB 250-frame clip),
+//!    i.e. one sequential read of the file, no decoding.
 //! 2. [`VideoDecoder::decode`] sorts the requested indices, seeks backwards once to the keyframe
 //!    at or before the first one, decodes forward and converts only the requested frames
 //!    (matched by pts); when the next wanted frame lies behind a later keyframe it seeks
 //!    *forward* to that keyframe, never backwards again, and it stops after the last one.
+//!    Unreferenced frames nobody asked for (non-reference B-frames) are skipped by the decoder
+//!    (`skip_frame = nonref` for those packets only); reference frames are always decoded in
+//!    full, so the wanted frames stay bit-identical.
 //! 3. Streams without timestamps (raw elementary streams) are decoded sequentially from the
 //!    start, counting output frames.
 //!

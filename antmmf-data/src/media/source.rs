@@ -10,7 +10,9 @@
 //! - an LMDB database (`videos` path ending in `.lmdb`): the encoded video bytes stored under
 //!   the clip's file stem, decoded from memory.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rand::Rng;
 
@@ -49,6 +51,20 @@ impl MediaSource {
             Self::Image(path.to_path_buf())
         } else {
             Self::Video(path.to_path_buf())
+        }
+    }
+
+    /// Where `video_name` (an annotation's `video`/`clip_name`) lives under one `videos` root,
+    /// as AntMMF's `MultiSourceLoader`: a root ending in `.lmdb` is a database keyed by the
+    /// name's file stem; otherwise `root/name` is a keyframe directory, an image or a video.
+    pub fn resolve(root: &Path, video_name: &str) -> Self {
+        if root.extension().is_some_and(|e| e == "lmdb") {
+            Self::Lmdb {
+                db: root.to_path_buf(),
+                key: lmdb_key(video_name),
+            }
+        } else {
+            Self::detect(&root.join(video_name))
         }
     }
 
@@ -293,7 +309,24 @@ impl std::fmt::Debug for LmdbVideos {
 impl LmdbVideos {
     /// Opens `path` (an LMDB directory holding `data.mdb`, or the data file itself) read-only
     /// and without locking, as upstream does (`lmdb.open(readonly=True, lock=False)`).
-    pub fn open(path: &Path) -> Result<Self, MediaError> {
+    /// LMDB allows one environment per file and process, so every caller (dataset workers,
+    /// [`load_clip`]) gets the same shared handle for a path.
+    pub fn open(path: &Path) -> Result<Arc<Self>, MediaError> {
+        static OPEN: OnceLock<Mutex<HashMap<PathBuf, Arc<LmdbVideos>>>> = OnceLock::new();
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut open = OPEN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(v) = open.get(&key) {
+            return Ok(Arc::clone(v));
+        }
+        let videos = Arc::new(Self::open_uncached(path)?);
+        open.insert(key, Arc::clone(&videos));
+        Ok(videos)
+    }
+
+    fn open_uncached(path: &Path) -> Result<Self, MediaError> {
         let err = |e: heed::Error| MediaError::Lmdb {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -377,5 +410,16 @@ mod tests {
         assert_eq!(lmdb_key("videos/video7.mp4"), "video7");
         assert_eq!(lmdb_key("a.b.mp4"), "a.b");
         assert_eq!(lmdb_key("noext"), "noext");
+        assert_eq!(
+            MediaSource::resolve(Path::new("data/msrvtt.lmdb"), "all/video7.mp4"),
+            MediaSource::Lmdb {
+                db: PathBuf::from("data/msrvtt.lmdb"),
+                key: "video7".into()
+            }
+        );
+        assert_eq!(
+            MediaSource::resolve(Path::new("/nonexistent"), "video7.mp4"),
+            MediaSource::Video(PathBuf::from("/nonexistent/video7.mp4"))
+        );
     }
 }
