@@ -12,3 +12,16 @@ pub mod logging;
 pub mod run_dir;
 
 pub use config::{Config, ConfigError, ConfigSources};
+
+/// Kill-test hook: when the environment variable `ANTMMF_TEST_PAUSE_AT` names `point`, prints
+/// `ANTMMF_PAUSED_AT <point>` on stderr and waits to be killed, so a test can SIGKILL the
+/// program at a precise place (during a step, a checkpoint write, a validation) instead of at a
+/// random time. Does nothing otherwise.
+pub fn testing_pause(point: &str) {
+    if std::env::var("ANTMMF_TEST_PAUSE_AT").ok().as_deref() == Some(point) {
+        eprintln!("ANTMMF_PAUSED_AT {point}");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}

@@ -20,7 +20,7 @@ use burn::optim::{AdamW, AdamWConfig, GradientsParams, MultiGradientsParams, Opt
 use burn::record::Record;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// A rule giving parameters under some module paths their own LR factor.
@@ -62,20 +62,59 @@ impl Default for AntmmfOptimizerConfig {
     }
 }
 
-/// One parameter group: its members, LR factor and AdamW state.
+/// One parameter group: its key (LR factor bits, decay), LR factor and AdamW state.
+///
+/// Membership is decided from each parameter's module path and rank at every step, not from
+/// parameter ids: loading a checkpoint restores the saved ids.
 #[derive(Clone)]
 struct Group<M: AutodiffModule<B>, B: AutodiffBackend> {
-    ids: Arc<HashSet<ParamId>>,
+    key: (u64, bool),
     lr_factor: f64,
     optim: OptimizerAdaptor<AdamW, M, B>,
 }
 
 /// AdamW with AntMMF's parameter groups and global-norm clipping.
+///
+/// A step whose global gradient norm is not finite leaves the parameters and the AdamW state
+/// untouched (the training loop then stops or counts a skipped step).
 #[derive(Clone)]
 pub struct AntmmfOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
     groups: Vec<Group<M, B>>,
+    rules: Arc<Vec<LrGroupRule>>,
     max_grad_norm: Option<f64>,
     last_grad_norm: Arc<Mutex<Option<f64>>>,
+    snapshot: Arc<Mutex<SnapshotSlot<AntmmfOptimizerRecord<M, B>>>>,
+}
+
+/// Where a requested copy of the optimizer state is left after the next step.
+struct SnapshotSlot<R> {
+    requested: bool,
+    record: Option<R>,
+}
+
+/// Asks an [`AntmmfOptimizer`] (living inside a learner) for a copy of its state after its next
+/// step, and collects it: how the training loop checkpoints the optimizer synchronously.
+pub struct OptimizerSnapshot<R>(Arc<Mutex<SnapshotSlot<R>>>);
+
+impl<R> Clone for OptimizerSnapshot<R> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<R> OptimizerSnapshot<R> {
+    /// Requests a copy of the state after the next step.
+    pub fn request(&self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.requested = true;
+            s.record = None;
+        }
+    }
+
+    /// Takes the copy made by the last requested step, if any.
+    pub fn take(&self) -> Option<R> {
+        self.0.lock().ok().and_then(|mut s| s.record.take())
+    }
 }
 
 /// Which group each parameter of a module falls into.
@@ -104,13 +143,7 @@ impl<B: Backend> ModuleVisitor<B> for GroupingVisitor<'_> {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let factor = self
-            .rules
-            .iter()
-            .find(|r| r.prefixes.iter().any(|p| path_has_prefix(&self.path, p)))
-            .map(|r| r.lr_factor)
-            .unwrap_or(1.0);
-        let key = (factor.to_bits(), D >= 2);
+        let key = group_key(self.rules, &self.path, D);
         let numel = param.shape().num_elements();
         let entry = self.groups.entry(key).or_insert_with(|| {
             self.order.push(key);
@@ -119,6 +152,16 @@ impl<B: Backend> ModuleVisitor<B> for GroupingVisitor<'_> {
         entry.0.push(param.id);
         entry.1 += numel;
     }
+}
+
+/// The group of a parameter at `path` with `rank` dimensions: (LR factor bits, decay).
+fn group_key(rules: &[LrGroupRule], path: &[String], rank: usize) -> (u64, bool) {
+    let factor = rules
+        .iter()
+        .find(|r| r.prefixes.iter().any(|p| path_has_prefix(path, p)))
+        .map(|r| r.lr_factor)
+        .unwrap_or(1.0);
+    (factor.to_bits(), rank >= 2)
 }
 
 fn path_has_prefix(path: &[String], prefix: &str) -> bool {
@@ -151,12 +194,22 @@ pub fn group_parameters<B: Backend, M: burn::module::Module<B>>(
 /// Moves every gradient into its group's container and accumulates the squared global norm.
 struct SplitVisitor<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
-    owner: &'a HashMap<ParamId, usize>,
+    rules: &'a [LrGroupRule],
+    keys: &'a [(u64, bool)],
+    path: Vec<String>,
     out: Vec<GradientsParams>,
     sq_norm: Option<Tensor<B::InnerBackend, 1>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for SplitVisitor<'_, B> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) else {
             return;
@@ -166,8 +219,9 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for SplitVisitor<'_, B> {
             Some(acc) => acc + sq,
             None => sq,
         });
-        if let Some(g) = self.owner.get(&param.id) {
-            self.out[*g].register::<B::InnerBackend, D>(param.id, grad);
+        let key = group_key(self.rules, &self.path, D);
+        if let Some(g) = self.keys.iter().position(|k| *k == key) {
+            self.out[g].register::<B::InnerBackend, D>(param.id, grad);
         }
     }
 }
@@ -195,14 +249,14 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AntmmfOptimizer<M, B> {
         let groups = grouping
             .groups
             .into_iter()
-            .map(|((factor_bits, decay), ids)| {
+            .map(|((factor_bits, decay), _ids)| {
                 let adamw = AdamWConfig::new()
                     .with_beta_1(config.beta_1)
                     .with_beta_2(config.beta_2)
                     .with_epsilon(config.epsilon)
                     .with_weight_decay(if decay { config.weight_decay } else { 0.0 });
                 Group {
-                    ids: Arc::new(ids.into_iter().collect()),
+                    key: (factor_bits, decay),
                     lr_factor: f64::from_bits(factor_bits),
                     optim: adamw.init::<B, M>(),
                 }
@@ -210,9 +264,19 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AntmmfOptimizer<M, B> {
             .collect();
         Self {
             groups,
+            rules: Arc::new(config.lr_rules.clone()),
             max_grad_norm: config.max_grad_norm,
             last_grad_norm: Arc::new(Mutex::new(None)),
+            snapshot: Arc::new(Mutex::new(SnapshotSlot {
+                requested: false,
+                record: None,
+            })),
         }
+    }
+
+    /// A handle to request and collect copies of the optimizer state.
+    pub fn snapshot_handle(&self) -> OptimizerSnapshot<AntmmfOptimizerRecord<M, B>> {
+        OptimizerSnapshot(self.snapshot.clone())
     }
 
     /// The global gradient L2 norm of the last step (before clipping); NaN or infinite when a
@@ -255,15 +319,12 @@ where
     type Record = AntmmfOptimizerRecord<M, B>;
 
     fn step(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> M {
-        let owner: HashMap<ParamId, usize> = self
-            .groups
-            .iter()
-            .enumerate()
-            .flat_map(|(g, group)| group.ids.iter().map(move |id| (*id, g)))
-            .collect();
+        let keys: Vec<(u64, bool)> = self.groups.iter().map(|g| g.key).collect();
         let mut split = SplitVisitor::<B> {
             grads: &mut grads,
-            owner: &owner,
+            rules: &self.rules,
+            keys: &keys,
+            path: Vec::new(),
             out: (0..self.groups.len())
                 .map(|_| GradientsParams::new())
                 .collect(),
@@ -276,6 +337,12 @@ where
         let norm = sq_norm.map(|s| s.into_scalar().elem::<f64>().sqrt());
         if let Ok(mut last) = self.last_grad_norm.lock() {
             *last = norm;
+        }
+        if let Some(norm) = norm
+            && !norm.is_finite()
+        {
+            log::debug!("gradient norm is {norm}: parameters and optimizer state left unchanged");
+            return module;
         }
         if let (Some(max), Some(norm)) = (self.max_grad_norm, norm) {
             // clip_grad_norm_: scale by max / (norm + 1e-6) when above the threshold.
@@ -297,6 +364,14 @@ where
                 continue;
             }
             module = group.optim.step(lr * group.lr_factor, module, group_grads);
+        }
+        let wants_copy = self.snapshot.lock().map(|s| s.requested).unwrap_or(false);
+        if wants_copy {
+            let record = self.to_record();
+            if let Ok(mut s) = self.snapshot.lock() {
+                s.requested = false;
+                s.record = Some(record);
+            }
         }
         module
     }

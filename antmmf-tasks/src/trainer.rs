@@ -1,0 +1,946 @@
+//! AntMMF's training loop as a burn-train learning strategy.
+//!
+//! burn-train 0.21's default strategies count epochs and checkpoint once per epoch through
+//! asynchronous file checkpointers; AntMMF counts iterations (one per batch), validates and
+//! snapshots every `snapshot_interval` iterations, keeps `max_ckpt_num` snapshots plus `best`, and
+//! resumes a run exactly where it stopped. So the run goes through burn-train's
+//! [`SupervisedTraining::launch`] and [`Learner`] (train step, optimizer step, LR scheduler
+//! step, record loading) with a custom [`SupervisedLearningStrategy`] that owns the loop:
+//!
+//! - iteration `i` (1-based) seeds the backend RNG with `(seed, i)` and draws its batch from a
+//!   [`ResumableLoader`] whose order and per-sample randomness derive from `(seed, epoch,
+//!   position)`: a resumed run continues the same random stream (Burn cannot snapshot its RNG);
+//! - every `snapshot_interval` iterations: full validation, then one checkpoint file
+//!   `models/model_<i>.ckpt` holding the model, the optimizer state captured synchronously after
+//!   that iteration's step, the scheduler position and the loop state (epoch, position in the
+//!   epoch, best metric, counters), written atomically with per-section checksums; `best.ckpt`
+//!   when the monitored metric improved; older snapshots beyond `max_ckpt_num` are removed;
+//! - a loss or gradient that is not finite stops the run with a message naming the loss and the
+//!   iteration (the last good checkpoint stays), or with `skip_nan_steps` skips that step and
+//!   counts it;
+//! - at the end, `<model>_final.ckpt` (weights and state).
+
+use crate::optim::{AntmmfOptimizer, GradNormHandle, OptimizerSnapshot};
+use crate::schedule::AntMmfLrSchedule;
+use antmmf_core::checkpoint::{Checkpoint, CheckpointError, load_newest_good};
+use antmmf_core::fsutil::write_atomic;
+use antmmf_core::run_dir::RunDir;
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, Optimizer};
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::train::EventProcessorTraining;
+use burn::train::{
+    InferenceStep, Learner, LearningComponentsTypes, LearningResult, SupervisedLearningStrategy,
+    SupervisedTrainingEventProcessor, TrainLoader, TrainStep, TrainingComponents, ValidLoader,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// File extension of every checkpoint the loop writes.
+pub const CKPT_EXT: &str = "ckpt";
+
+/// A data source that can start anywhere in its deterministic sequence.
+pub trait ResumableLoader<O>: Send + Sync {
+    /// Batches in one epoch.
+    fn batches_per_epoch(&self) -> usize;
+    /// The batches of `epoch` from index `batch` on.
+    fn iter_from(&self, epoch: usize, batch: usize) -> Box<dyn Iterator<Item = O> + '_>;
+}
+
+/// What the loop needs to know about a train step's output.
+pub trait LossReport {
+    /// The total loss.
+    fn total_loss(&self) -> f64;
+    /// The named parts of the loss (`masked_lm_loss`, `l1_loss`, ...), for logs.
+    fn loss_parts(&self) -> Vec<(String, f64)>;
+}
+
+/// Task-specific parts of the loop.
+pub trait TaskHooks<B: AutodiffBackend, M: AutodiffModule<B>>: Send + Sync {
+    /// Runs after each optimizer step (MoCo's momentum update and queue update).
+    fn after_step(&self, model: M, _iteration: u64) -> M {
+        model
+    }
+    /// Full validation; the metrics are keyed as AntMMF logs them (`val/accuracy`, ...).
+    fn validate(&self, model: &M::InnerModule) -> Result<BTreeMap<String, f64>, String>;
+}
+
+/// The loop's settings (from `training_parameters`).
+#[derive(Debug, Clone)]
+pub struct TrainerSettings {
+    /// Stop after this many iterations.
+    pub max_iterations: Option<u64>,
+    /// Stop after this many epochs.
+    pub max_epochs: Option<u64>,
+    /// Log every this many iterations.
+    pub log_interval: u64,
+    /// Validate and checkpoint every this many iterations.
+    pub snapshot_interval: u64,
+    /// Keep at most this many `models/model_<i>.ckpt`.
+    pub max_ckpt_num: Option<usize>,
+    /// The metric deciding `best` and early stopping (`total_loss` = validation loss).
+    pub monitored_metric: String,
+    /// Lower is better.
+    pub metric_minimize: bool,
+    /// Stop after `patience` iterations without improvement.
+    pub should_early_stop: bool,
+    /// Early-stopping patience in iterations.
+    pub patience: u64,
+    /// Batches per optimizer step.
+    pub grad_accumulation: usize,
+    /// Skip (and count) non-finite steps instead of stopping.
+    pub skip_nan_steps: bool,
+    /// The run's seed.
+    pub seed: u64,
+    /// Validate at snapshots (`run_type` contains `val`, or the monitored metric needs it).
+    pub validate: bool,
+}
+
+/// The loop state saved in every checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoopState {
+    /// Iterations done.
+    pub iteration: u64,
+    /// Current epoch (0-based).
+    pub epoch: u64,
+    /// Next batch index within the epoch.
+    pub batch_in_epoch: u64,
+    /// LR scheduler steps taken.
+    pub scheduler_steps: u64,
+    /// Best monitored value so far.
+    pub best_metric: Option<f64>,
+    /// Iteration of the best value.
+    pub best_iteration: Option<u64>,
+    /// Steps skipped for non-finite values.
+    pub skipped_nan_steps: u64,
+    /// The run's seed.
+    pub seed: u64,
+    /// Metrics of the last validation.
+    pub last_metrics: BTreeMap<String, f64>,
+}
+
+/// Why training stopped early with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A loss or gradient was NaN or infinite.
+    #[error(
+        "non-finite {what} at iteration {iteration}; training stopped{}",
+        last_good.as_ref().map(|p| format!(", last good checkpoint: {}", p.display())).unwrap_or_default()
+    )]
+    NonFinite {
+        /// The loss (by name) or `gradient norm`.
+        what: String,
+        /// The iteration.
+        iteration: u64,
+        /// The newest checkpoint written before.
+        last_good: Option<PathBuf>,
+    },
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A record could not be (de)serialized.
+    #[error("checkpoint {path}: cannot decode section `{section}`: {message}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// The section.
+        section: String,
+        /// The recorder's message.
+        message: String,
+    },
+    /// Validation failed.
+    #[error("validation at iteration {iteration} failed: {message}")]
+    Validation {
+        /// The iteration.
+        iteration: u64,
+        /// The error.
+        message: String,
+    },
+    /// The data loader produced no batch for a whole epoch.
+    #[error("the training data produced no batch in epoch {0}: check the annotations and media")]
+    NoData(u64),
+    /// Other I/O.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// The final loop state.
+    pub state: LoopState,
+    /// The final checkpoint.
+    pub final_checkpoint: PathBuf,
+    /// Per-log-interval records: (iteration, lr, mean total loss, named parts).
+    pub history: Vec<LogRecord>,
+    /// Whether early stopping ended the run.
+    pub early_stopped: bool,
+}
+
+/// One logged training point.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogRecord {
+    /// Iteration.
+    pub iteration: u64,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// Mean total loss over the interval.
+    pub loss: f64,
+    /// Mean loss parts over the interval.
+    pub parts: BTreeMap<String, f64>,
+    /// Seconds per iteration over the interval.
+    pub sec_per_iter: f64,
+    /// Global gradient norm of the last step.
+    pub grad_norm: Option<f64>,
+}
+
+/// Where a run starts.
+#[derive(Debug, Clone)]
+pub enum StartFrom {
+    /// From the initial weights.
+    Scratch,
+    /// Full training state from a checkpoint (`restart False`).
+    Resume(PathBuf),
+}
+
+type ModelRecordOf<LC> = <<LC as LearningComponentsTypes>::TrainingModel as burn::module::Module<
+    <LC as LearningComponentsTypes>::Backend,
+>>::Record;
+type OptimRecordOf<LC> = <<LC as LearningComponentsTypes>::Optimizer as Optimizer<
+    <LC as LearningComponentsTypes>::TrainingModel,
+    <LC as LearningComponentsTypes>::Backend,
+>>::Record;
+
+/// The loop, as a burn-train custom strategy.
+pub struct AntmmfTraining<LC: LearningComponentsTypes, L, H> {
+    loader: Arc<L>,
+    hooks: Arc<H>,
+    settings: TrainerSettings,
+    run: RunDir,
+    device: burn::tensor::Device<LC::Backend>,
+    start: StartFrom,
+    grad_norm: GradNormHandle,
+    optim_snapshot: OptimizerSnapshot<OptimRecordOf<LC>>,
+    outcome: Arc<Mutex<Option<Result<TrainSummary, TrainError>>>>,
+}
+
+/// Reads the outcome of a launched run.
+#[derive(Clone)]
+pub struct TrainOutcome(Arc<Mutex<Option<Result<TrainSummary, TrainError>>>>);
+
+impl TrainOutcome {
+    /// The run's result (once `launch` has returned).
+    pub fn take(&self) -> Result<TrainSummary, TrainError> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut o| o.take())
+            .unwrap_or_else(|| Err(TrainError::Io("training produced no outcome".into())))
+    }
+}
+
+impl<B, M, L, H>
+    AntmmfTraining<
+        burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        L,
+        H,
+    >
+where
+    B: AutodiffBackend,
+    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
+    M::InnerModule: InferenceStep,
+    <M as TrainStep>::Output: LossReport,
+    L: ResumableLoader<<M as TrainStep>::Input> + 'static,
+    H: TaskHooks<B, M> + 'static,
+{
+    /// A loop over `loader` for the optimizer `optim` (whose handles it keeps), writing to `run`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        loader: Arc<L>,
+        hooks: Arc<H>,
+        settings: TrainerSettings,
+        run: RunDir,
+        device: B::Device,
+        start: StartFrom,
+        optim: &AntmmfOptimizer<M, B>,
+    ) -> (Self, TrainOutcome) {
+        let outcome = Arc::new(Mutex::new(None));
+        (
+            Self {
+                loader,
+                hooks,
+                settings,
+                run,
+                device,
+                start,
+                grad_norm: optim.grad_norm_handle(),
+                optim_snapshot: optim.snapshot_handle(),
+                outcome: outcome.clone(),
+            },
+            TrainOutcome(outcome),
+        )
+    }
+}
+
+/// Mixes the run seed and a counter into a seed (SplitMix64), so every iteration gets its own
+/// reproducible random stream.
+pub fn derive_seed(seed: u64, counter: u64) -> u64 {
+    let mut z = seed ^ counter.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn recorder() -> BinBytesRecorder<FullPrecisionSettings> {
+    BinBytesRecorder::<FullPrecisionSettings>::default()
+}
+
+impl<B, M, L, H>
+    SupervisedLearningStrategy<
+        burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+    >
+    for AntmmfTraining<
+        burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        L,
+        H,
+    >
+where
+    B: AutodiffBackend,
+    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
+    M::InnerModule: InferenceStep,
+    <M as TrainStep>::Output: LossReport,
+    L: ResumableLoader<<M as TrainStep>::Input> + 'static,
+    H: TaskHooks<B, M> + 'static,
+{
+    fn train(
+        &self,
+        learner: Learner<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+        dataloader_train: TrainLoader<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+        dataloader_valid: ValidLoader<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+        training_components: TrainingComponents<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+    ) -> LearningResult<M::InnerModule> {
+        let (model, processor) = self.fit(
+            training_components,
+            learner,
+            dataloader_train,
+            dataloader_valid,
+            1,
+        );
+        LearningResult {
+            model: model.valid(),
+            renderer: processor.renderer(),
+        }
+    }
+
+    fn fit(
+        &self,
+        training_components: TrainingComponents<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+        mut learner: Learner<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+        _dataloader_train: TrainLoader<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+        _dataloader_valid: ValidLoader<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+        _starting_epoch: usize,
+    ) -> (
+        M,
+        SupervisedTrainingEventProcessor<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+    ) {
+        let result = self.run_loop(&mut learner);
+        if let Ok(mut slot) = self.outcome.lock() {
+            *slot = Some(result);
+        }
+        (learner.model(), training_components.event_processor)
+    }
+}
+
+impl<B, M, L, H>
+    AntmmfTraining<
+        burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        L,
+        H,
+    >
+where
+    B: AutodiffBackend,
+    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
+    M::InnerModule: InferenceStep,
+    <M as TrainStep>::Output: LossReport,
+    L: ResumableLoader<<M as TrainStep>::Input> + 'static,
+    H: TaskHooks<B, M> + 'static,
+{
+    fn run_loop(
+        &self,
+        learner: &mut Learner<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+    ) -> Result<TrainSummary, TrainError> {
+        let s = &self.settings;
+        let mut state = LoopState {
+            seed: s.seed,
+            ..Default::default()
+        };
+        let mut last_good: Option<PathBuf> = None;
+        if let StartFrom::Resume(path) = &self.start {
+            state = self.restore(learner, path)?;
+            last_good = Some(path.clone());
+            log::info!(
+                "resumed from {} at iteration {} (epoch {}, batch {})",
+                path.display(),
+                state.iteration,
+                state.epoch,
+                state.batch_in_epoch
+            );
+        }
+        let per_epoch = self.loader.batches_per_epoch() as u64;
+        let done = |st: &LoopState| {
+            s.max_iterations.is_some_and(|m| st.iteration >= m)
+                || s.max_epochs.is_some_and(|m| st.epoch >= m)
+        };
+        let mut history = Vec::new();
+        let mut interval = IntervalStats::default();
+        let mut accumulator = GradientsAccumulator::new();
+        let mut accumulated = 0usize;
+        let mut early_stopped = false;
+        let mut since_improvement = 0u64;
+        'epochs: while !done(&state) {
+            let mut produced = false;
+            let iter = self
+                .loader
+                .iter_from(state.epoch as usize, state.batch_in_epoch as usize);
+            for batch in iter {
+                produced = true;
+                state.iteration += 1;
+                state.batch_in_epoch += 1;
+                let iteration = state.iteration;
+                B::seed(&self.device, derive_seed(s.seed, iteration));
+                learner.lr_step();
+                state.scheduler_steps += 1;
+                let started = Instant::now();
+                let output = learner.train_step(batch);
+                let loss = output.item.total_loss();
+                let parts = output.item.loss_parts();
+                if !loss.is_finite() {
+                    let what = parts
+                        .iter()
+                        .find(|(_, v)| !v.is_finite())
+                        .map(|(n, v)| format!("loss `{n}` ({v})"))
+                        .unwrap_or_else(|| format!("total loss ({loss})"));
+                    if s.skip_nan_steps {
+                        state.skipped_nan_steps += 1;
+                        log::warn!(
+                            "iteration {iteration}: {what}; step skipped ({} skipped so far)",
+                            state.skipped_nan_steps
+                        );
+                        continue;
+                    }
+                    return Err(TrainError::NonFinite {
+                        what,
+                        iteration,
+                        last_good,
+                    });
+                }
+                let snapshot_now = iteration.is_multiple_of(s.snapshot_interval);
+                let grads = if s.grad_accumulation > 1 {
+                    accumulator.accumulate(&learner.model(), output.grads);
+                    accumulated += 1;
+                    if accumulated >= s.grad_accumulation {
+                        accumulated = 0;
+                        Some(accumulator.grads())
+                    } else {
+                        None
+                    }
+                } else {
+                    Some(output.grads)
+                };
+                if let Some(grads) = grads {
+                    if snapshot_now {
+                        self.optim_snapshot.request();
+                    }
+                    learner.optimizer_step(grads);
+                    let norm = self.grad_norm.get();
+                    if let Some(n) = norm
+                        && !n.is_finite()
+                    {
+                        if s.skip_nan_steps {
+                            state.skipped_nan_steps += 1;
+                            log::warn!(
+                                "iteration {iteration}: gradient norm {n}; step skipped ({} skipped so far)",
+                                state.skipped_nan_steps
+                            );
+                        } else {
+                            return Err(TrainError::NonFinite {
+                                what: format!("gradient norm ({n})"),
+                                iteration,
+                                last_good,
+                            });
+                        }
+                    } else {
+                        let model = learner.model();
+                        let updated = self.hooks.after_step(model, iteration);
+                        learner.load_model(updated.into_record());
+                    }
+                }
+                interval.add(loss, &parts, started.elapsed().as_secs_f64());
+                if iteration.is_multiple_of(s.log_interval) || done(&state) {
+                    let record =
+                        interval.finish(iteration, learner.lr_current(), self.grad_norm.get());
+                    log_line(&record, s, per_epoch, &state);
+                    history.push(record);
+                }
+                if snapshot_now {
+                    let improved = self.snapshot(learner, &mut state, &history)?;
+                    last_good = Some(self.run.iteration_checkpoint(iteration, CKPT_EXT));
+                    if improved {
+                        since_improvement = 0;
+                    } else {
+                        since_improvement += s.snapshot_interval;
+                    }
+                    if s.should_early_stop && since_improvement >= s.patience {
+                        log::info!(
+                            "early stopping at iteration {iteration}: no improvement of {} for {since_improvement} iterations",
+                            s.monitored_metric
+                        );
+                        early_stopped = true;
+                        break 'epochs;
+                    }
+                }
+                if done(&state) {
+                    break 'epochs;
+                }
+            }
+            if !produced && state.batch_in_epoch == 0 {
+                return Err(TrainError::NoData(state.epoch));
+            }
+            state.epoch += 1;
+            state.batch_in_epoch = 0;
+        }
+        if let Some(record) =
+            interval.finish_partial(state.iteration, learner.lr_current(), self.grad_norm.get())
+        {
+            history.push(record);
+        }
+        // The final checkpoint: weights and loop state (the optimizer state of the last snapshot
+        // is in models/).
+        let final_path = self.run.final_checkpoint(CKPT_EXT);
+        let model_bytes = recorder()
+            .record(learner.model().into_record(), ())
+            .map_err(|e| TrainError::Io(format!("cannot serialize the model: {e}")))?;
+        Checkpoint::new(serde_json::to_value(&state).unwrap_or_default())
+            .with_section("model", model_bytes)
+            .save(&final_path)?;
+        self.write_history(&history)?;
+        Ok(TrainSummary {
+            state,
+            final_checkpoint: final_path,
+            history,
+            early_stopped,
+        })
+    }
+
+    /// Validates, writes `models/model_<i>.ckpt` (and `best.ckpt`), rotates old snapshots.
+    /// Returns whether the monitored metric improved.
+    fn snapshot(
+        &self,
+        learner: &Learner<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+        state: &mut LoopState,
+        history: &[LogRecord],
+    ) -> Result<bool, TrainError> {
+        let s = &self.settings;
+        let iteration = state.iteration;
+        let mut metrics = BTreeMap::new();
+        if s.validate {
+            let model = learner.model().valid();
+            metrics = self
+                .hooks
+                .validate(&model)
+                .map_err(|message| TrainError::Validation { iteration, message })?;
+            let shown: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+            log::info!("iteration {iteration}: validation: {}", shown.join(", "));
+        }
+        let monitored = metrics
+            .get(&s.monitored_metric)
+            .or_else(|| metrics.get(&format!("val/{}", s.monitored_metric)))
+            .copied()
+            .or_else(|| {
+                // Without validation, `total_loss` falls back to the training loss.
+                (s.monitored_metric == "total_loss")
+                    .then(|| history.last().map(|h| h.loss))
+                    .flatten()
+            });
+        let improved = match (monitored, state.best_metric) {
+            (Some(v), None) => v.is_finite(),
+            (Some(v), Some(best)) => {
+                if s.metric_minimize {
+                    v < best
+                } else {
+                    v > best
+                }
+            }
+            (None, _) => false,
+        };
+        if improved {
+            state.best_metric = monitored;
+            state.best_iteration = Some(iteration);
+        }
+        state.last_metrics = metrics.clone();
+        let model_bytes = recorder()
+            .record(learner.model().into_record(), ())
+            .map_err(|e| TrainError::Io(format!("cannot serialize the model: {e}")))?;
+        let mut ckpt = Checkpoint::new(serde_json::to_value(&*state).unwrap_or_default())
+            .with_section("model", model_bytes);
+        if let Some(optim) = self.optim_snapshot.take() {
+            let bytes = recorder()
+                .record(optim, ())
+                .map_err(|e| TrainError::Io(format!("cannot serialize the optimizer: {e}")))?;
+            ckpt = ckpt.with_section("optimizer", bytes);
+        }
+        let path = self.run.iteration_checkpoint(iteration, CKPT_EXT);
+        antmmf_core::testing_pause("checkpoint");
+        ckpt.save(&path)?;
+        if improved {
+            ckpt.save(&self.run.best_checkpoint(CKPT_EXT))?;
+        }
+        let metrics_line = serde_json::json!({"iteration": iteration, "metrics": metrics, "best_metric": state.best_metric, "best_iteration": state.best_iteration});
+        let metrics_path = self.run.logs_dir().join("metrics.jsonl");
+        append_line(&metrics_path, &metrics_line.to_string())?;
+        if let Some(keep) = s.max_ckpt_num {
+            let all = self.run.list_iteration_checkpoints(CKPT_EXT);
+            if all.len() > keep {
+                for (_, old) in &all[..all.len() - keep] {
+                    if let Err(e) = std::fs::remove_file(old) {
+                        log::warn!("cannot remove old checkpoint {}: {e}", old.display());
+                    }
+                }
+            }
+        }
+        Ok(improved)
+    }
+
+    /// Loads model, optimizer, scheduler and loop state from a checkpoint.
+    fn restore(
+        &self,
+        learner: &mut Learner<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+        path: &Path,
+    ) -> Result<LoopState, TrainError> {
+        let ckpt = Checkpoint::load(path)?;
+        let state: LoopState =
+            serde_json::from_value(ckpt.state.clone()).map_err(|e| TrainError::Record {
+                path: path.to_path_buf(),
+                section: "state".into(),
+                message: e.to_string(),
+            })?;
+        let model_bytes = ckpt.require("model", path)?.to_vec();
+        let record: ModelRecordOf<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        > = recorder()
+            .load(model_bytes, &self.device)
+            .map_err(|e| TrainError::Record {
+                path: path.to_path_buf(),
+                section: "model".into(),
+                message: e.to_string(),
+            })?;
+        learner.load_model(record);
+        match ckpt.section("optimizer") {
+            Some(bytes) => {
+                let record: OptimRecordOf<
+                    burn::train::LearningComponentsMarker<
+                        B,
+                        AntMmfLrSchedule,
+                        M,
+                        AntmmfOptimizer<M, B>,
+                    >,
+                > = recorder().load(bytes.to_vec(), &self.device).map_err(|e| {
+                    TrainError::Record {
+                        path: path.to_path_buf(),
+                        section: "optimizer".into(),
+                        message: e.to_string(),
+                    }
+                })?;
+                learner.load_optim(record);
+            }
+            None => log::warn!(
+                "{} has no optimizer state: the optimizer starts afresh",
+                path.display()
+            ),
+        }
+        learner.load_scheduler(state.scheduler_steps as usize);
+        Ok(state)
+    }
+
+    fn write_history(&self, history: &[LogRecord]) -> Result<(), TrainError> {
+        let path = self.run.logs_dir().join("train_log.json");
+        let bytes = serde_json::to_vec_pretty(history).unwrap_or_default();
+        write_atomic(&path, &bytes).map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))
+    }
+}
+
+/// The newest verifiable snapshot of a run directory, for `resume True` (damaged newer files are
+/// skipped with a warning).
+pub fn latest_good_checkpoint(run: &RunDir) -> Option<PathBuf> {
+    let candidates: Vec<PathBuf> = run
+        .list_iteration_checkpoints(CKPT_EXT)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    load_newest_good(&candidates).ok().map(|(p, _)| p)
+}
+
+fn append_line(path: &Path, line: &str) -> Result<(), TrainError> {
+    use std::io::Write;
+    let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    writeln!(f, "{line}").map_err(io)?;
+    f.sync_data().map_err(io)
+}
+
+#[derive(Default)]
+struct IntervalStats {
+    n: u64,
+    loss: f64,
+    parts: BTreeMap<String, f64>,
+    secs: f64,
+}
+
+impl IntervalStats {
+    fn add(&mut self, loss: f64, parts: &[(String, f64)], secs: f64) {
+        self.n += 1;
+        self.loss += loss;
+        self.secs += secs;
+        for (k, v) in parts {
+            *self.parts.entry(k.clone()).or_insert(0.0) += v;
+        }
+    }
+
+    fn finish(&mut self, iteration: u64, lr: f64, grad_norm: Option<f64>) -> LogRecord {
+        let n = self.n.max(1) as f64;
+        let rec = LogRecord {
+            iteration,
+            lr,
+            loss: self.loss / n,
+            parts: self.parts.iter().map(|(k, v)| (k.clone(), v / n)).collect(),
+            sec_per_iter: self.secs / n,
+            grad_norm,
+        };
+        *self = Self::default();
+        rec
+    }
+
+    fn finish_partial(
+        &mut self,
+        iteration: u64,
+        lr: f64,
+        grad_norm: Option<f64>,
+    ) -> Option<LogRecord> {
+        (self.n > 0).then(|| self.finish(iteration, lr, grad_norm))
+    }
+}
+
+fn log_line(r: &LogRecord, s: &TrainerSettings, per_epoch: u64, state: &LoopState) {
+    let total = s
+        .max_iterations
+        .or_else(|| s.max_epochs.map(|e| e * per_epoch))
+        .unwrap_or(0);
+    let eta = if total > r.iteration {
+        format!(
+            ", ETA {:.0}s",
+            (total - r.iteration) as f64 * r.sec_per_iter
+        )
+    } else {
+        String::new()
+    };
+    let parts: Vec<String> = r.parts.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+    log::info!(
+        "progress: {}/{}, epoch {}, total_loss {:.4} ({}), lr {:.3e}, {:.3} s/it{eta}",
+        r.iteration,
+        if total > 0 {
+            total.to_string()
+        } else {
+            "?".into()
+        },
+        state.epoch,
+        r.loss,
+        parts.join(", "),
+        r.lr,
+        r.sec_per_iter
+    );
+}
+
+/// Exposes a [`ResumableLoader`] through burn's `DataLoader` interface (what
+/// `SupervisedTraining::new` takes). The custom strategy reads the resumable loader directly;
+/// this view iterates epoch 0 from its start.
+struct BurnLoaderView<L, O> {
+    inner: Arc<L>,
+    _o: std::marker::PhantomData<fn() -> O>,
+}
+
+struct ViewIter<'a, O> {
+    inner: Box<dyn Iterator<Item = O> + 'a>,
+    done: usize,
+    total: usize,
+}
+
+impl<O> Iterator for ViewIter<'_, O> {
+    type Item = O;
+    fn next(&mut self) -> Option<O> {
+        let item = self.inner.next()?;
+        self.done += 1;
+        Some(item)
+    }
+}
+
+impl<O> burn::data::dataloader::DataLoaderIterator<O> for ViewIter<'_, O> {
+    fn progress(&self) -> burn::data::dataloader::Progress {
+        burn::data::dataloader::Progress::new(self.done, self.total)
+    }
+}
+
+impl<B, O, L> burn::data::dataloader::DataLoader<B, O> for BurnLoaderView<L, O>
+where
+    B: Backend,
+    O: 'static,
+    L: ResumableLoader<O> + 'static,
+{
+    fn iter<'a>(&'a self) -> Box<dyn burn::data::dataloader::DataLoaderIterator<O> + 'a> {
+        Box::new(ViewIter {
+            inner: self.inner.iter_from(0, 0),
+            done: 0,
+            total: self.inner.batches_per_epoch(),
+        })
+    }
+
+    fn num_items(&self) -> usize {
+        self.inner.batches_per_epoch()
+    }
+
+    fn to_device(&self, _device: &B::Device) -> Arc<dyn burn::data::dataloader::DataLoader<B, O>> {
+        Arc::new(Self {
+            inner: self.inner.clone(),
+            _o: std::marker::PhantomData,
+        })
+    }
+
+    fn slice(
+        &self,
+        _start: usize,
+        _end: usize,
+    ) -> Arc<dyn burn::data::dataloader::DataLoader<B, O>> {
+        Arc::new(Self {
+            inner: self.inner.clone(),
+            _o: std::marker::PhantomData,
+        })
+    }
+}
+
+/// Validation is run by [`TaskHooks::validate`]; burn-train's validation loader slot gets an
+/// empty loader.
+struct NoBatches<O>(std::marker::PhantomData<fn() -> O>);
+
+impl<B: Backend, O: 'static> burn::data::dataloader::DataLoader<B, O> for NoBatches<O> {
+    fn iter<'a>(&'a self) -> Box<dyn burn::data::dataloader::DataLoaderIterator<O> + 'a> {
+        Box::new(ViewIter {
+            inner: Box::new(std::iter::empty()),
+            done: 0,
+            total: 0,
+        })
+    }
+    fn num_items(&self) -> usize {
+        0
+    }
+    fn to_device(&self, _device: &B::Device) -> Arc<dyn burn::data::dataloader::DataLoader<B, O>> {
+        Arc::new(NoBatches(std::marker::PhantomData))
+    }
+    fn slice(&self, _s: usize, _e: usize) -> Arc<dyn burn::data::dataloader::DataLoader<B, O>> {
+        Arc::new(NoBatches(std::marker::PhantomData))
+    }
+}
+
+/// Everything a training run needs besides the model.
+pub struct TrainRun<L, H> {
+    /// The training batches.
+    pub loader: Arc<L>,
+    /// Task hooks (MoCo updates, validation).
+    pub hooks: Arc<H>,
+    /// Loop settings.
+    pub settings: TrainerSettings,
+    /// The run directory (created by the caller).
+    pub run: RunDir,
+    /// Start from scratch or resume.
+    pub start: StartFrom,
+}
+
+/// Trains `model` with `optim` and `schedule` through burn-train, returning the trained
+/// inference model and the run summary.
+pub fn launch<B, M, L, H>(
+    model: M,
+    optim: AntmmfOptimizer<M, B>,
+    schedule: AntMmfLrSchedule,
+    device: B::Device,
+    run: TrainRun<L, H>,
+) -> Result<(M::InnerModule, TrainSummary), TrainError>
+where
+    B: AutodiffBackend,
+    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
+    M::InnerModule: InferenceStep,
+    <M as TrainStep>::Output: LossReport,
+    <M::InnerModule as InferenceStep>::Input: 'static,
+    L: ResumableLoader<<M as TrainStep>::Input> + 'static,
+    H: TaskHooks<B, M> + 'static,
+{
+    let burn_dir = run.run.root().join("burn");
+    let (strategy, outcome) = AntmmfTraining::new(
+        run.loader.clone(),
+        run.hooks,
+        run.settings,
+        run.run,
+        device,
+        run.start,
+        &optim,
+    );
+    let train_view: Arc<dyn burn::data::dataloader::DataLoader<B, <M as TrainStep>::Input>> =
+        Arc::new(BurnLoaderView {
+            inner: run.loader,
+            _o: std::marker::PhantomData,
+        });
+    let valid_view: Arc<
+        dyn burn::data::dataloader::DataLoader<
+                B::InnerBackend,
+                <M::InnerModule as InferenceStep>::Input,
+            >,
+    > = Arc::new(NoBatches(std::marker::PhantomData));
+    let result = burn::train::SupervisedTraining::new(burn_dir, train_view, valid_view)
+        .with_application_logger(None)
+        .with_training_strategy(burn::train::TrainingStrategy::Custom(Arc::new(strategy)))
+        .launch(Learner::new(model, optim, schedule));
+    let summary = outcome.take()?;
+    Ok((result.model, summary))
+}
