@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod dataset_config;
 pub mod loader;
 pub mod media;
+pub mod synthetic;
 pub mod text;
 pub mod tokenizer;
 pub mod transforms;
