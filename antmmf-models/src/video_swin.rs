@@ -354,17 +354,31 @@ impl<B: Backend> WindowAttention3d<B> {
         };
         let (q, k, v) = (part(0), part(1), part(2));
         let q = q * (head_dim as f64).powf(-0.5);
-        let mut attn = q.matmul(k.transpose()) + self.bias(n, &device);
-        if shifted {
-            let mask = shift_mask::<B>(padded, window, shift, &device);
-            attn = (attn.reshape([b, n_windows, heads, n, n])
-                + mask.reshape([1, n_windows, 1, n, n]))
-            .reshape([b * n_windows, heads, n, n]);
-        }
-        let out = softmax(attn, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([b * n_windows, n, c]);
+        // Biases are added as row broadcasts over flattened tensors: Flex's general (middle-
+        // dimension) broadcast is several times slower, and these tensors are the largest here.
+        let nn = n * n;
+        let scores = q.matmul(k.transpose()).reshape([b * n_windows, heads * nn])
+            + self.bias(n, &device).reshape([1, heads * nn]);
+        let out = if shifted {
+            // Heads before windows, so the per-window mask broadcasts over (batch, heads) rows.
+            let mask = shift_mask::<B>(padded, window, shift, &device).reshape([1, n_windows * nn]);
+            let scores = scores
+                .reshape([b, n_windows, heads, nn])
+                .swap_dims(1, 2)
+                .reshape([b * heads, n_windows * nn])
+                + mask;
+            let probs = softmax(scores.reshape([b, heads, n_windows, n, n]), 4);
+            let v = v
+                .reshape([b, n_windows, heads, n, head_dim])
+                .swap_dims(1, 2);
+            probs
+                .matmul(v)
+                .swap_dims(1, 2)
+                .reshape([b * n_windows, heads, n, head_dim])
+        } else {
+            softmax(scores.reshape([b * n_windows, heads, n, n]), 3).matmul(v)
+        };
+        let out = out.swap_dims(1, 2).reshape([b * n_windows, n, c]);
         let out = self.proj.forward(out);
         let x = out
             .reshape([
