@@ -465,11 +465,15 @@ fn missing_video_is_counted_and_skipped_or_zero_filled() {
 }
 
 /// An in-memory source: item `i` has 2x2 frames of one random value, caption ids
-/// `[i, r, 0]`; item `panic_at` panics, item `stuck_at` sleeps for 2 s.
+/// `[i, r, 0]`; item `panic_at` panics, item `stuck_at` sleeps for 2 s, every item takes
+/// `delay`.
+#[derive(Default)]
 struct Fake {
     len: usize,
     panic_at: Option<usize>,
     stuck_at: Option<usize>,
+    delay: Duration,
+    started: std::sync::atomic::AtomicUsize,
 }
 
 impl SampleSource for Fake {
@@ -478,12 +482,15 @@ impl SampleSource for Fake {
     }
 
     fn load(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample, SampleError> {
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if Some(index) == self.panic_at {
             panic!("fake failure at {index}");
         }
         if Some(index) == self.stuck_at {
             std::thread::sleep(Duration::from_secs(2));
         }
+        std::thread::sleep(self.delay);
         let r: f32 = rng.random();
         let enc = CaptionEncoding {
             input_ids: vec![index as i64, rng.random_range(0..1000), 0],
@@ -519,8 +526,7 @@ impl SampleSource for Fake {
 fn fake(len: usize) -> Arc<dyn SampleSource> {
     Arc::new(Fake {
         len,
-        panic_at: None,
-        stuck_at: None,
+        ..Fake::default()
     })
 }
 
@@ -594,6 +600,7 @@ fn panics_and_stuck_samples_are_skipped_not_propagated() {
         len: 9,
         panic_at: Some(3),
         stuck_at: Some(5),
+        ..Fake::default()
     });
     let mut c = LoaderConfig::eval(3, 2, 0);
     c.sample_timeout = Duration::from_millis(300);
@@ -612,11 +619,54 @@ fn panics_and_stuck_samples_are_skipped_not_propagated() {
 }
 
 #[test]
+fn workers_build_samples_concurrently() {
+    // 12 items of 60 ms each (sleeping, so the test does not depend on free cores): 720 ms in
+    // one thread, about 180 ms with 4 workers.
+    let source: Arc<dyn SampleSource> = Arc::new(Fake {
+        len: 12,
+        delay: Duration::from_millis(60),
+        ..Fake::default()
+    });
+    let time = |workers| {
+        let l = loader(source.clone(), LoaderConfig::eval(2, workers, 0));
+        let t = std::time::Instant::now();
+        assert_eq!(l.iter().map(|b| b.len()).sum::<usize>(), 12);
+        t.elapsed()
+    };
+    let one = time(0);
+    let four = time(4);
+    assert!(one >= Duration::from_millis(700), "{one:?}");
+    assert!(four < one / 2, "4 workers {four:?} vs inline {one:?}");
+}
+
+#[test]
+fn workers_stay_within_the_prefetch_window() {
+    let fake = Arc::new(Fake {
+        len: 40,
+        ..Fake::default()
+    });
+    let mut c = LoaderConfig::eval(2, 4, 0);
+    c.prefetch_batches = 2;
+    let l = loader(fake.clone(), c);
+    let mut it = l.iter();
+    assert_eq!(it.next().expect("batch").indices, vec![0, 1]);
+    // Batch 0 consumed: workers may build batches 1 and 2, and then wait.
+    let started = || fake.started.load(std::sync::atomic::Ordering::SeqCst);
+    let t = std::time::Instant::now();
+    while started() < 6 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(started(), 6, "samples built ahead of the consumer");
+    assert_eq!(it.next().expect("batch").indices, vec![2, 3]);
+    drop(it);
+}
+
+#[test]
 fn batcher_pads_samples_of_other_sizes() {
     let f = Fake {
         len: 2,
-        panic_at: None,
-        stuck_at: None,
+        ..Fake::default()
     };
     let mut a = f.load(0, &mut sample_rng(0, 0, 0)).expect("a");
     let b = f.load(1, &mut sample_rng(0, 0, 1)).expect("b");
