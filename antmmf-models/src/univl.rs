@@ -780,6 +780,73 @@ impl<B: Backend> Univl<B> {
         self
     }
 
+    /// Loads an AntMMF UniVL checkpoint (`.ckpt` / `.pth` / `.bin` / `.safetensors`, training
+    /// checkpoints reduced to their `model` entry) through [`antmmf_univl_keys`].
+    ///
+    /// Heads a checkpoint lacks (e.g. `clf` in a pre-training checkpoint) keep their initial
+    /// weights when `options.allow_missing`; MoCo key encoders it lacks are reset to copies of
+    /// the loaded query encoders (AntMMF builds `MocoUtils` from the current encoders).
+    pub fn load_antmmf_checkpoint(
+        mut self,
+        path: impl AsRef<Path>,
+        options: &LoadOptions,
+    ) -> Result<(Self, LoadReport), UnivlError> {
+        let file = WeightFile::open(weights_file(path.as_ref())?)?;
+        let lenient = LoadOptions {
+            allow_missing: true,
+            prefix: options.prefix.clone(),
+        };
+        let (model, mut report) = file.load_into(self, &antmmf_univl_keys(), &lenient)?;
+        self = model;
+        // The int64 queue pointers are read directly (the float pointer states cannot take them).
+        report.missing.retain(|k| !k.ends_with("_queue_ptr"));
+        if let Some(moco) = self.moco.as_ref() {
+            let prefix = options.prefix.as_deref().unwrap_or("");
+            for (name, pointer, queue) in [
+                ("txt", &moco.text_queue_ptr, &moco.text_queue),
+                ("img", &moco.video_queue_ptr, &moco.video_queue),
+            ] {
+                let key = ["", "model.", "module.", "model.module."]
+                    .iter()
+                    .map(|p| format!("{prefix}{p}moco_utils.{name}_queue_ptr"))
+                    .find(|k| file.contains(k));
+                let Some(key) = key else { continue };
+                let device = pointer.value().device();
+                let value = file
+                    .int_tensor::<B, 1>(&key, &device)?
+                    .into_data()
+                    .convert::<i64>()
+                    .iter::<i64>()
+                    .next()
+                    .unwrap_or(0);
+                let len = queue.value().dims()[1] as i64;
+                let value = if (0..len).contains(&value) { value } else { 0 };
+                pointer.update(Tensor::from_data(
+                    burn::tensor::TensorData::new(vec![value as f32], [1]),
+                    &device,
+                ));
+                let _ = pointer.value_sync();
+            }
+        }
+        if !report.missing.is_empty() && !options.allow_missing {
+            return Err(ImportError::Missing {
+                report: Box::new(report),
+            }
+            .into());
+        }
+        let missing = |prefix: &str| report.missing.iter().any(|k| k.starts_with(prefix));
+        let (text_missing, video_missing) = (missing("moco.text_key."), missing("moco.video_key."));
+        if let Some(moco) = self.moco.as_mut() {
+            if text_missing {
+                moco.text_key = fresh_copy(&self.bert, Some(false));
+            }
+            if video_missing {
+                moco.video_key = fresh_copy(&self.visual, Some(false));
+            }
+        }
+        Ok((self, report))
+    }
+
     /// Loads an HF BERT / MiniLM checkpoint (a folder with `config.json` and
     /// `model.safetensors` or `pytorch_model.bin`, or a weights file) into the text encoder,
     /// keeping its first `num_hidden_layers` layers (from `start_hidden_layer`); the other layers
@@ -848,6 +915,47 @@ impl<B: Backend> Univl<B> {
         }
         Ok((self, report))
     }
+}
+
+/// AntMMF UniVL checkpoint keys (`UnivlForVideoTextRetrieval` / `...Classification` /
+/// `...MultiChoiceQA` / `UnivlForVideoPretraining` state dicts, Video Swin backbone) to
+/// [`Univl`] parameter paths.
+///
+/// The wrappers' `model.` / `module.` prefixes are dropped; the aliases AntMMF registers twice
+/// (`text_encoder.module.*`, `cross_embeddings.*`, `cross_encoder.*`, `moco_utils.*_encoder_q.*`,
+/// the tied MLM decoder, the unused `text_encoder_mlm` head) are ignored, and so are the int64
+/// queue pointers, which [`Univl::load_antmmf_checkpoint`] reads separately. A CLIP `VitImageEncoder` backbone (OpenAI key layout with
+/// fused `in_proj` attention) is not mapped: its keys are reported as unexpected.
+pub fn antmmf_univl_keys() -> KeyMap {
+    KeyMap::new("antmmf-univl", &[(r"^model\.", ""), (r"^module\.", "")])
+        .with_ignored(r"^text_encoder\.module\.")
+        .with_ignored(r"^cross_embeddings\.")
+        .with_ignored(r"^cross_encoder\.")
+        .with_ignored(r"^moco_utils\.(img|txt)_encoder_q\.")
+        .with_ignored(r"^moco_utils\.txt_encoder_k\.module\.")
+        .with_ignored(r"^moco_utils\.(img|txt)_queue_ptr$")
+        .with_ignored(r"^mlm_head\.text_encoder_mlm\.")
+        .with_ignored(r"^mlm_head\.transformer_mlm\.cls\.predictions\.decoder\.")
+        .with_ignored(r"relative_position_index$")
+        .with_ignored(r"attn_mask$")
+        .with_ignored(r"embeddings\.position_ids$")
+        .with_rule(r"^text_encoder\.", "bert.")
+        .with_rule(r"^moco_utils\.txt_encoder_k\.", "moco.text_key.")
+        .with_rule(r"^moco_utils\.img_encoder_k\.", "moco.video_key.")
+        .with_rule(r"^img_encoder\.", "visual.")
+        .with_rule(r"^(visual|moco\.video_key)\.swin\.", "$1.backbone.Swin.")
+        .with_rule(r"^(visual|moco\.video_key)\.img_fc\.0\.", "$1.img_fc.fc1.")
+        .with_rule(r"^(visual|moco\.video_key)\.img_fc\.2\.", "$1.img_fc.fc2.")
+        .with_rule(r"^moco_utils\.txt_queue$", "moco.text_queue")
+        .with_rule(r"^moco_utils\.img_queue$", "moco.video_queue")
+        .with_rule(r"^similarity_dense\.0\.", "similarity_dense.dense1.")
+        .with_rule(r"^similarity_dense\.2\.", "similarity_dense.dense2.")
+        .with_rule(r"^mlm_head\.transformer_mlm\.cls\.predictions\.", "mlm.")
+        .with_rule(r"^itm_head\.cls\.seq_relationship\.", "itm.")
+        .with_rule(r"LayerNorm\.gamma$", "LayerNorm.weight")
+        .with_rule(r"LayerNorm\.beta$", "LayerNorm.bias")
+        .with_rule(r"\.LayerNorm\.", ".layer_norm.")
+        .with_rule(r"\.attention\.self\.", ".attention.")
 }
 
 impl<B: Backend> MomentumKeys for Univl<B> {

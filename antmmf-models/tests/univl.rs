@@ -995,3 +995,220 @@ fn quickstart_config_builds_the_model() {
     let out = model.encode_video(video, b.clip_mask).unwrap();
     assert_eq!(out.clip_tokens.dims(), [2, 2, 384]);
 }
+
+/// Writes `model` as an AntMMF retrieval/pre-training state dict would name it (PyTorch layout,
+/// `module.` prefixes, the aliases AntMMF registers twice, the tied decoder copy, int64 queue
+/// pointers).
+fn write_antmmf_checkpoint(model: &Univl<B>, path: &std::path::Path) {
+    use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>, safetensors::Dtype)> = Vec::new();
+    let rename = |p: &str| -> String {
+        let mut k = p.to_string();
+        for (from, to) in [
+            ("moco.text_key.", "moco_utils.txt_encoder_k."),
+            (
+                "moco.video_key.backbone.Swin.",
+                "moco_utils.img_encoder_k.swin.",
+            ),
+            (
+                "moco.video_key.img_fc.fc1.",
+                "moco_utils.img_encoder_k.img_fc.0.",
+            ),
+            (
+                "moco.video_key.img_fc.fc2.",
+                "moco_utils.img_encoder_k.img_fc.2.",
+            ),
+            ("moco.text_queue", "moco_utils.txt_queue"),
+            ("moco.video_queue", "moco_utils.img_queue"),
+            ("bert.", "module.text_encoder."),
+            ("cross_pooler.", "module.cross_pooler."),
+            ("visual.backbone.Swin.", "module.img_encoder.swin."),
+            ("visual.img_fc.fc1.", "module.img_encoder.img_fc.0."),
+            ("visual.img_fc.fc2.", "module.img_encoder.img_fc.2."),
+            ("img_proj", "module.img_proj"),
+            ("similarity_dense.dense1.", "similarity_dense.0."),
+            ("similarity_dense.dense2.", "similarity_dense.2."),
+            ("mlm.", "mlm_head.transformer_mlm.cls.predictions."),
+            ("itm.", "itm_head.cls.seq_relationship."),
+        ] {
+            if let Some(rest) = k.strip_prefix(from) {
+                k = format!("{to}{rest}");
+                break;
+            }
+        }
+        k.replace("layer_norm", "LayerNorm")
+            .replace(".attention.query.", ".attention.self.query.")
+            .replace(".attention.key.", ".attention.self.key.")
+            .replace(".attention.value.", ".attention.self.value.")
+    };
+    for snapshot in model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false) {
+        let data = snapshot.to_data().unwrap().convert::<f32>();
+        let shape = data.shape.to_vec();
+        let bytes: Vec<u8> = data
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let path = snapshot.full_path();
+        if path.starts_with("moco.") && path.ends_with("_ptr") {
+            let name = if path.contains("text") { "txt" } else { "img" };
+            let ptr = f32::from_le_bytes(bytes[..4].try_into().unwrap()) as i64;
+            tensors.push((
+                format!("moco_utils.{name}_queue_ptr"),
+                vec![1],
+                ptr.to_le_bytes().to_vec(),
+                safetensors::Dtype::I64,
+            ));
+            continue;
+        }
+        let key = rename(&path);
+        if let Some(rest) = key.strip_prefix("module.text_encoder.") {
+            // AntMMF's aliases of the text encoder.
+            tensors.push((
+                format!("module.text_encoder.module.{rest}"),
+                shape.clone(),
+                bytes.clone(),
+                safetensors::Dtype::F32,
+            ));
+            if let Some(enc) = rest.strip_prefix("encoder.") {
+                tensors.push((
+                    format!("module.cross_encoder.{enc}"),
+                    shape.clone(),
+                    bytes.clone(),
+                    safetensors::Dtype::F32,
+                ));
+            }
+            if rest == "embeddings.word_embeddings.weight" {
+                tensors.push((
+                    "mlm_head.transformer_mlm.cls.predictions.decoder.weight".into(),
+                    shape.clone(),
+                    bytes.clone(),
+                    safetensors::Dtype::F32,
+                ));
+            }
+        }
+        tensors.push((key, shape, bytes, safetensors::Dtype::F32));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(k, shape, bytes, dtype)| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+/// An AntMMF-named checkpoint of a model (text/cross BERT, Swin, img_fc, img_proj, heads, MoCo
+/// keys and queues) loads into a fresh model with identical outputs.
+#[test]
+fn antmmf_checkpoint_round_trip() {
+    use antmmf_models::import::LoadOptions;
+    let device = Default::default();
+    let config = tiny();
+    let model = config.init::<B>(&device).unwrap();
+    model
+        .dequeue_and_enqueue(
+            Tensor::full([3, HIDDEN], 0.5, &device),
+            Tensor::full([2, HIDDEN], -0.5, &device),
+        )
+        .unwrap();
+    let mut model = model;
+    model.bert = config.init::<B>(&device).unwrap().bert; // keys now differ from the query
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("univl_ckpt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("univl_retrieval.safetensors");
+    write_antmmf_checkpoint(&model, &path);
+
+    let fresh = config.init::<B>(&device).unwrap();
+    let (loaded, report) = fresh
+        .load_antmmf_checkpoint(&path, &LoadOptions::default())
+        .expect("load AntMMF checkpoint");
+    assert!(report.missing.is_empty(), "{report}");
+    assert!(report.unexpected.is_empty(), "{report}");
+    assert!(
+        report.ignored.iter().any(|k| k.contains("cross_encoder")),
+        "{report}"
+    );
+    let b = batch::<B>(&device);
+    let outputs = |m: &Univl<B>| {
+        let t = m.encode_text(b.ids.clone(), b.mask.clone(), None);
+        let v = m
+            .encode_video(b.video.clone(), b.clip_mask.clone())
+            .unwrap();
+        let c = m
+            .cross(
+                b.ids.clone(),
+                b.mask.clone(),
+                None,
+                v.clip_tokens.clone(),
+                b.clip_mask.clone(),
+            )
+            .unwrap();
+        let k = m
+            .moco_keys(
+                b.ids.clone(),
+                b.mask.clone(),
+                b.video.clone(),
+                b.clip_mask.clone(),
+            )
+            .unwrap();
+        vec![
+            to_vec(t.l1),
+            to_vec(v.l1),
+            to_vec(m.l2_score(c.pooled.clone())),
+            to_vec(m.mlm_logits(c.text)),
+            to_vec(m.itm_logits(c.pooled.clone())),
+            to_vec(m.classify(c.pooled).unwrap()),
+            to_vec(k.text),
+            to_vec(k.video),
+            to_vec(m.text_queue().unwrap()),
+            to_vec(m.video_queue().unwrap()),
+        ]
+    };
+    for (i, (a, b)) in outputs(&model).iter().zip(outputs(&loaded)).enumerate() {
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-6, "output {i} differs by {diff}");
+    }
+    assert_eq!(
+        loaded.queue_pointers(),
+        Some((3, 2)),
+        "int64 pointers restored"
+    );
+
+    // A checkpoint without MoCo state (fine-tuning from a retrieval model without with_moco):
+    // the key encoders become copies of the loaded query encoders.
+    let plain = config
+        .clone()
+        .with_moco_queues(None)
+        .init::<B>(&device)
+        .unwrap();
+    let path = dir.join("univl_no_moco.safetensors");
+    write_antmmf_checkpoint(&plain, &path);
+    let (loaded, report) = config
+        .init::<B>(&device)
+        .unwrap()
+        .load_antmmf_checkpoint(&path, &LoadOptions::allow_missing())
+        .unwrap();
+    assert!(
+        report.missing.iter().all(|k| k.starts_with("moco.")),
+        "{report}"
+    );
+    let keys = loaded
+        .moco_keys(
+            b.ids.clone(),
+            b.mask.clone(),
+            b.video.clone(),
+            b.clip_mask.clone(),
+        )
+        .unwrap();
+    let text = plain.encode_text(b.ids.clone(), b.mask.clone(), None);
+    assert!(max_abs_diff(keys.text, text.l1) < 1e-6);
+}

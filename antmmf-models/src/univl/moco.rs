@@ -95,6 +95,10 @@ impl<B: Backend> Moco<B> {
             TensorData::new(vec![next as f32], [1]),
             &device,
         ));
+        // Flush this thread's pending updates into the stored values now: `Module::visit`
+        // (burn-store snapshots) reads the stored value without syncing.
+        let _ = queue.value_sync();
+        let _ = pointer.value_sync();
         Ok(())
     }
 }
