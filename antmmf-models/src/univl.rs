@@ -40,9 +40,7 @@ use crate::import::{ImportError, KeyMap, LoadOptions, LoadReport, WeightFile};
 use crate::losses::{LossError, l2_normalize, logsumexp};
 use crate::transformer::{Activation, padding_additive_mask};
 
-pub use config::{
-    ImageEncoderConfig, ResampleMethod, ReweightMethod, UnivlConfig, VideoSwinParams,
-};
+pub use config::{ImageEncoderConfig, UnivlConfig, VideoSwinParams};
 pub use moco::{Moco, MomentumKeys, WithMomentumUpdate};
 pub use visual::{VideoOutput, VisualBackbone, VisualEncoder};
 

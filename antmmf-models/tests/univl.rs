@@ -6,8 +6,9 @@ mod import_support;
 
 use antmmf_core::{Config, ConfigSources};
 use antmmf_models::import::WeightFile;
+use antmmf_models::losses::ResampleMethod;
 use antmmf_models::losses::{MocoInputs, moco_cross_modal_loss};
-use antmmf_models::univl::config::{ClipVisualParams, ImageEncoderConfig, ResampleMethod};
+use antmmf_models::univl::config::{ClipVisualParams, ImageEncoderConfig};
 use antmmf_models::univl::{Univl, UnivlConfig, UnivlError};
 use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, Param};
@@ -79,7 +80,7 @@ fn config_reads_antmmf_keys_and_names_bad_ones() {
     let good = write(
         "good.yml",
         "model_attributes:\n  univl:\n    hidden_size: 32\n    K: 64\n    M: 0.99\n    \
-         re_sample_method: top_k\n    num_labels: 7\n    text_encoder:\n      params:\n        \
+         re_sample_method: top_k\n    re_weight_method: \"None\"\n    num_labels: 7\n    text_encoder:\n      params:\n        \
          hidden_size: 32\n        num_hidden_layers: 2\n        num_attention_heads: 4\n        \
          vocab_size: 120\n        pretrained: false\n    cross_encoder:\n      params:\n        \
          num_hidden_layers: 3\n    image_encoder:\n      type: VideoSwinEncoder\n      params:\n        \
@@ -93,6 +94,7 @@ fn config_reads_antmmf_keys_and_names_bad_ones() {
     assert_eq!(univl.momentum, 0.99);
     assert_eq!(univl.re_sample_method, ResampleMethod::TopK);
     assert_eq!(univl.num_labels, Some(7));
+    assert_eq!(univl.re_weight_method, None, "AntMMF's \"None\"");
     assert_eq!(univl.text_encoder.params.num_hidden_layers, 2);
     let ImageEncoderConfig::VideoSwinEncoder(swin) = &univl.image_encoder else {
         panic!("expected Video Swin, got {:?}", univl.image_encoder);

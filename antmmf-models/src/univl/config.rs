@@ -8,10 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::bert::BertConfig;
 use crate::clip::ClipVisionConfig;
+use crate::losses::{ResampleMethod, ReweightMethod};
 use crate::transformer::Activation;
 use crate::video_swin::VideoSwinConfig;
 
@@ -34,27 +35,28 @@ fn config_error(key: &str, message: impl Into<String>) -> UnivlError {
     }
 }
 
-/// `re_sample_method`: how the L2 hard negatives are picked from the L1 scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ResampleMethod {
-    /// The videos whose L1 score is closest to the positive's (AntMMF's spelling).
-    #[default]
-    Nearliest,
-    /// The videos with the highest L1 scores.
-    TopK,
+fn de_resample<'de, D: Deserializer<'de>>(d: D) -> Result<ResampleMethod, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(serde::de::Error::custom)
 }
 
-/// `re_weight_method`: how the L2 loss rows are re-weighted under hard example mining.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum ReweightMethod {
-    /// Rows whose positive L1 score is above the batch mean are down-weighted.
-    #[default]
-    #[serde(rename = "median")]
-    Median,
-    /// No re-weighting (AntMMF's `"None"`, or a YAML null).
-    #[serde(rename = "None", alias = "none")]
-    None,
+fn ser_resample<S: Serializer>(method: &ResampleMethod, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(method.config_name())
+}
+
+/// `re_weight_method`: `median`, or `None` / null for no re-weighting.
+fn de_reweight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ReweightMethod>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("None") | Some("none") => Ok(None),
+        Some(name) => name.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn ser_reweight<S: Serializer>(method: &Option<ReweightMethod>, s: S) -> Result<S::Ok, S::Error> {
+    match method {
+        Some(ReweightMethod::Median) => s.serialize_str("median"),
+        None => s.serialize_str("None"),
+    }
 }
 
 /// A flag that AntMMF accepts either once or per stage (`gradient_checkpointing`).
@@ -431,10 +433,12 @@ pub struct UnivlConfig {
     pub temperature: f64,
     /// L2 hard example mining.
     pub hard_example_mining: bool,
-    /// Hard negative sampling.
+    /// Hard negative sampling (`nearliest` | `top_k`).
+    #[serde(deserialize_with = "de_resample", serialize_with = "ser_resample")]
     pub re_sample_method: ResampleMethod,
-    /// Hard example row weights.
-    pub re_weight_method: ReweightMethod,
+    /// Hard example row weights (`median`; `None` for none).
+    #[serde(deserialize_with = "de_reweight", serialize_with = "ser_reweight")]
+    pub re_weight_method: Option<ReweightMethod>,
     /// Answer classes of the open-QA classification head (none: no head).
     pub num_labels: Option<usize>,
     /// Clips of the clip-order head (read for compatibility).
@@ -465,8 +469,8 @@ impl Default for UnivlConfig {
             momentum: 0.9999,
             temperature: 0.05,
             hard_example_mining: false,
-            re_sample_method: ResampleMethod::default(),
-            re_weight_method: ReweightMethod::default(),
+            re_sample_method: ResampleMethod::Nearest,
+            re_weight_method: Some(ReweightMethod::Median),
             num_labels: None,
             max_clip_len: 16,
             video_queue_size: ANTMMF_VIDEO_QUEUE_SIZE,
