@@ -39,6 +39,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use antmmf_core::config::TrainingParameters;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::tensor::backend::Backend;
@@ -48,6 +49,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::batch::{VideoTextBatch, VideoTextBatcher};
 use crate::dataset::{Sample, SampleError, VideoTextDataset, sample_rng};
+use crate::dataset_config::Split;
 
 /// How many skipped samples a [`SkipReport`] lists by name.
 pub const REPORTED_SKIPS: usize = 8;
@@ -88,9 +90,14 @@ impl SampleSource for VideoTextDataset {
 /// Errors of loader configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
-    /// `batch_size` is zero.
-    #[error("training_parameters.batch_size must be positive")]
-    BatchSize,
+    /// A setting is out of range.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Config key of the setting.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The shard does not exist.
     #[error("shard rank {rank} is not below world size {world_size} (world size must be positive)")]
     Shard {
@@ -135,6 +142,34 @@ impl LoaderConfig {
             sample_timeout: Duration::from_secs(600),
             advance_epoch: true,
         }
+    }
+
+    /// From `training_parameters`: [`LoaderConfig::train`] with `batch_size` for the train
+    /// split, [`LoaderConfig::eval`] with `test_batch_size` (default `batch_size`) otherwise;
+    /// `num_workers` threads; `seed` is the run's resolved seed.
+    pub fn from_training_parameters(
+        tp: &TrainingParameters,
+        split: Split,
+        seed: u64,
+    ) -> Result<Self, LoaderError> {
+        let positive = |key: &str, v: i64| {
+            usize::try_from(v)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| LoaderError::Invalid {
+                    key: format!("training_parameters.{key}"),
+                    message: format!("must be positive, got {v}"),
+                })
+        };
+        let workers = usize::try_from(tp.num_workers).map_err(|_| LoaderError::Invalid {
+            key: "training_parameters.num_workers".into(),
+            message: format!("must not be negative, got {}", tp.num_workers),
+        })?;
+        Ok(match (split, tp.test_batch_size) {
+            (Split::Train, _) => Self::train(positive("batch_size", tp.batch_size)?, workers, seed),
+            (_, Some(b)) => Self::eval(positive("test_batch_size", b)?, workers, seed),
+            (_, None) => Self::eval(positive("batch_size", tp.batch_size)?, workers, seed),
+        })
     }
 
     /// Evaluation: file order, every item kept, the same samples on every `iter()`.
@@ -218,7 +253,10 @@ impl<B: Backend> DeterministicLoader<B> {
         device: B::Device,
     ) -> Result<Self, LoaderError> {
         if config.batch_size == 0 {
-            return Err(LoaderError::BatchSize);
+            return Err(LoaderError::Invalid {
+                key: "training_parameters.batch_size".into(),
+                message: "must be positive, got 0".into(),
+            });
         }
         let n = source.len();
         Ok(Self {

@@ -744,3 +744,30 @@ fn burn_dataloader_builder_accepts_the_dataset_and_batcher() {
     let idx: Vec<Vec<usize>> = l.iter().map(|b| b.indices).collect();
     assert_eq!(idx, vec![vec![0, 1], vec![2, 3], vec![4]]);
 }
+
+#[test]
+fn loader_config_from_training_parameters() {
+    use antmmf_core::config::{Config, ConfigSources};
+    let tp = |overrides: &[&str]| {
+        Config::load(&ConfigSources {
+            config: None,
+            config_override: None,
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+        })
+        .expect("config")
+        .training_parameters()
+        .expect("training_parameters")
+    };
+    let t = tp(&[
+        "training_parameters.batch_size",
+        "6",
+        "training_parameters.test_batch_size",
+        "3",
+        "training_parameters.num_workers",
+        "2",
+    ]);
+    let c = LoaderConfig::from_training_parameters(&t, Split::Train, 7).expect("train");
+    assert_eq!(c, LoaderConfig::train(6, 2, 7));
+    let c = LoaderConfig::from_training_parameters(&t, Split::Val, 7).expect("val");
+    assert_eq!(c, LoaderConfig::eval(3, 2, 7));
+}
