@@ -43,14 +43,15 @@ fn synth(dir: &Path, name: &str, size: &str, secs: &str, extra: &[&str]) -> Path
 /// ffprobe's decoded frame count (`-count_frames`), the oracle for "how many frames exist".
 fn ffprobe_frames(path: &Path) -> usize {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+        .args(["-v", "quiet", "-select_streams", "v:0", "-count_frames"])
         .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
         .arg(path)
         .output()
         .unwrap_or_else(|e| panic!("cannot run ffprobe ({e}): run scripts/setup.sh"));
+    // Transport streams print a program section too: take the first number.
     String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
+        .split(|c: char| !c.is_ascii_digit())
+        .find_map(|t| t.parse().ok())
         .expect("ffprobe frame count")
 }
 
@@ -508,4 +509,48 @@ fn lmdb_videos_decode_from_memory() {
     std::fs::create_dir(&not_db).unwrap();
     let e = LmdbVideos::open(&not_db).unwrap_err();
     assert!(matches!(e, MediaError::Lmdb { .. }), "{e}");
+}
+
+/// Frame `n` as the ffmpeg CLI decodes it (`select=eq(n,N)`, rgb24).
+fn ffmpeg_frame(path: &Path, n: usize) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "quiet", "-i"])
+        .arg(path)
+        .args(["-vf", &format!("select=eq(n\\,{n})"), "-frames:v", "1"])
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "pipe:1",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the ffmpeg CLI ({e}): run scripts/setup.sh"));
+    out.stdout
+}
+
+#[test]
+fn stream_cut_mid_gop_counts_like_ffmpeg() {
+    // A transport stream cut at a packet boundary in the middle of a GOP: its first packets
+    // reference frames that are gone, so ffmpeg decodes fewer frames than there are packets.
+    let dir = tempfile::tempdir().unwrap();
+    let ts = synth(
+        dir.path(),
+        "g.ts",
+        "128x96",
+        "4",
+        &["-g", "25", "-f", "mpegts"],
+    );
+    let bytes = std::fs::read(&ts).unwrap();
+    let cut = dir.path().join("cut.ts");
+    std::fs::write(&cut, &bytes[(bytes.len() / 188 / 3) * 188..]).unwrap();
+    let mut dec = VideoDecoder::open(&cut, DecodeOptions::default()).unwrap();
+    let n = dec.info().frame_count;
+    assert_eq!(n, ffprobe_frames(&cut));
+    for i in [0, n / 2, n - 1] {
+        let got = dec.decode(&[i]).unwrap();
+        assert_eq!(got[0].data, ffmpeg_frame(&cut, i), "frame {i} of {n}");
+    }
 }

@@ -49,6 +49,10 @@ use video_rs::ffmpeg::{
 
 use super::MediaError;
 
+/// Packets past the first keyframe checked for decodability when a stream starts mid-GOP
+/// (covers the reorder window of leading pictures).
+const HEAD_MARGIN: usize = 32;
+
 /// Give up on a file after this many consecutive unreadable packets.
 const MAX_BAD_PACKETS: usize = 1000;
 
@@ -415,28 +419,29 @@ impl VideoDecoder {
         // A container that disagrees with its own packets (truncated data, edit lists) or a
         // demuxer that stopped on an error: decode the last GOP once, so that frames the
         // decoder cannot produce (a packet cut short, say) are not counted, as ffprobe's
-        // `-count_frames` would not count them.
-        if !clean_end || container_frames.is_some_and(|n| n != frame_count as u64) {
-            decoder.verify_tail()?;
+        // `-count_frames` would not count them. Likewise for a stream that does not start on a
+        // keyframe (a cut transport stream): its leading frames cannot be decoded.
+        if decoder.table.pres_pts.is_some() {
+            if decoder.table.packets.first().is_some_and(|p| !p.key) {
+                let first_key = decoder.table.keyframes.iter().map(|&(_, p)| p).min();
+                let stop = first_key.map_or(usize::MAX, |k| k + HEAD_MARGIN);
+                decoder.drop_undecodable(0, stop)?;
+            }
+            if !clean_end || container_frames.is_some_and(|n| n != frame_count as u64) {
+                let last_key = decoder.table.keyframes.iter().map(|&(_, p)| p).max();
+                decoder.drop_undecodable(last_key.unwrap_or(0), usize::MAX)?;
+            }
         }
         Ok(decoder)
     }
 
-    /// Decodes from the last keyframe to the end and drops trailing packets that yield no frame.
-    fn verify_tail(&mut self) -> Result<(), MediaError> {
-        if self.table.pres_pts.is_none() {
-            return Ok(());
-        }
-        let kpos = self
-            .table
-            .keyframes
-            .iter()
-            .map(|&(_, p)| p)
-            .max()
-            .unwrap_or(0);
-        self.seek_to_packet(kpos)?;
+    /// Decodes packets `from..stop` (decode order; `usize::MAX` = to the end) and removes from
+    /// the index those that produce no frame.
+    fn drop_undecodable(&mut self, from: usize, stop: usize) -> Result<(), MediaError> {
+        self.seek_to_packet(from)?;
         self.decoder.skip_frame(Discard::Default);
         let mut produced = std::collections::HashSet::new();
+        let mut sent_until = from;
         let mut packet = Packet::empty();
         let mut frame = frame::Video::empty();
         let mut bad_packets = 0usize;
@@ -448,19 +453,28 @@ impl VideoDecoder {
                 }
             }
         };
-        loop {
+        while sent_until < stop {
             self.check_deadline()?;
             match packet.read(&mut self.input) {
                 Ok(()) => {
                     bad_packets = 0;
-                    if packet.stream() == self.stream_index && self.send(&packet)? {
+                    if packet.stream() != self.stream_index {
+                        continue;
+                    }
+                    if let Some(pos) = packet.pts().and_then(|t| self.table.pos_of_pts.get(&t)) {
+                        sent_until = sent_until.max(pos + 1);
+                    }
+                    if self.send(&packet)? {
                         drain(&mut self.decoder, &mut produced);
                     }
                 }
                 Err(ffmpeg::Error::InvalidData) if bad_packets < MAX_BAD_PACKETS => {
                     bad_packets += 1
                 }
-                Err(_) => break,
+                Err(_) => {
+                    sent_until = usize::MAX;
+                    break;
+                }
             }
         }
         if self.decoder.send_eof().is_ok() {
@@ -468,21 +482,22 @@ impl VideoDecoder {
         }
         self.decoder.flush();
         if produced.is_empty() {
-            // Nothing decodable at all past the last keyframe: keep the demuxer's count rather
-            // than guess; decoding those frames will report them as missing.
+            // Nothing decodable in the range: keep the demuxer's count rather than guess;
+            // decoding those frames will report them as missing.
             return Ok(());
         }
+        let end = sent_until.min(self.table.packets.len());
         let keep: Vec<PacketEntry> = self
             .table
             .packets
             .iter()
             .enumerate()
-            .filter(|(i, p)| *i < kpos || p.pts.is_some_and(|t| produced.contains(&t)))
+            .filter(|(i, p)| *i < from || *i >= end || p.pts.is_some_and(|t| produced.contains(&t)))
             .map(|(_, p)| *p)
             .collect();
         if keep.len() != self.table.packets.len() {
             log::warn!(
-                "{}: {} trailing packet(s) decode to no frame; not counted",
+                "{}: {} packet(s) decode to no frame; not counted",
                 self.path.display(),
                 self.table.packets.len() - keep.len()
             );
