@@ -102,7 +102,10 @@ fn config_reads_antmmf_keys_and_names_bad_ones() {
     let swin = swin.to_swin_config().unwrap();
     assert_eq!((swin.embed_dim, swin.out_dim()), (8, 16));
     assert!(swin.temporal_stride_one, "VIOLET variant by default");
+    assert!(univl.stage1() && univl.stage2());
     let model = univl.init::<B>(&Default::default()).expect("init");
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    send_sync(&model);
     assert_eq!(model.bert.encoder.layer.len(), 2);
     assert!(
         model.img_proj.is_some(),

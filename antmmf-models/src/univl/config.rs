@@ -544,6 +544,18 @@ impl UnivlConfig {
         }
     }
 
+    /// Whether `training_stage` includes the L1 (dual-encoder) stage.
+    pub fn stage1(&self) -> bool {
+        self.training_stage.contains("stage1")
+    }
+
+    /// Whether `training_stage` includes the L2 (cross-encoder) stage; AntMMF builds the cross
+    /// pooler and `similarity_dense` only then (this port always builds them; unused, they get
+    /// no gradients).
+    pub fn stage2(&self) -> bool {
+        self.training_stage.contains("stage2")
+    }
+
     /// Sets the text encoder's checkpoint folder (and `pretrained: true`).
     pub fn with_text_model_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.text_encoder.params.model_path = Some(path.into());
@@ -652,6 +664,15 @@ impl UnivlConfig {
                     format!("{} must be finite and > 0", self.temperature),
                 ));
             }
+        }
+        if !self.stage1() && !self.stage2() {
+            return Err(config_error(
+                "training_stage",
+                format!(
+                    "`{}` names no stage: expected stage1, stage2 or stage1+stage2",
+                    self.training_stage
+                ),
+            ));
         }
         if self.num_labels == Some(0) {
             return Err(config_error("num_labels", "must be > 0 (or null: no head)"));
