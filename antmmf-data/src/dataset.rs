@@ -234,6 +234,15 @@ impl VideoTextDataset {
             Some(c) => c.clone(),
             None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         };
+        if let Some(k) = &attrs.video_field_key
+            && k != "clip_name"
+        {
+            // The annotation readers take the clip from `clip_name` (and its aliases) only.
+            return Err(DatasetError::Invalid {
+                key: key("video_field_key"),
+                message: format!("{k:?} is not supported: clips are named by `clip_name`"),
+            });
+        }
         let root = attrs.data_root(&cwd, config_dir);
         let ann_paths = attrs.annotation_paths(split, &cwd, config_dir, prefix)?;
         let label_space = attrs.label_space(options.num_labels);

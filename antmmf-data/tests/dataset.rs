@@ -364,6 +364,24 @@ fn config_errors_name_the_key() {
             .starts_with("dataset.processors.test_frame_processor.params.num_samples: 3 frames"),
         "{err}"
     );
+    let n = node(
+        "retrieval_train.jsonl",
+        "retrieval_test.jsonl",
+        json!({"video_field_key": "video_path"}),
+    );
+    let attrs = DatasetAttributes::from_deserializer(n, "dataset").expect("node");
+    let err = VideoTextDataset::with_options(
+        &attrs,
+        Split::Val,
+        Path::new("."),
+        TaskKind::RetrievalEval,
+        &options(),
+    )
+    .expect_err("unsupported video_field_key");
+    assert_eq!(
+        err.to_string(),
+        "dataset.video_field_key: \"video_path\" is not supported: clips are named by `clip_name`"
+    );
     let mut n = node("retrieval_train.jsonl", "retrieval_test.jsonl", json!({}));
     n["processors"]
         .as_object_mut()
