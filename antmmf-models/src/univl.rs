@@ -282,6 +282,14 @@ impl UnivlConfig {
     }
 }
 
+/// Expands a `[batch, 1, 1, seq_k]` additive mask to the full score shape
+/// `[batch, heads, seq_q, seq_k]` once per forward: every layer then adds a same-shape tensor,
+/// which on Flex is much cheaper than a broadcast add in each layer.
+fn full_shape_mask<B: Backend>(mask: Tensor<B, 4>, heads: usize, seq_q: usize) -> Tensor<B, 4> {
+    let [b, _, _, seq_k] = mask.dims();
+    mask.expand([b, heads, seq_q, seq_k]).add_scalar(0.0)
+}
+
 /// The weights file of a checkpoint folder, or the path itself when it is a file.
 fn weights_file(path: &Path) -> Result<PathBuf, UnivlError> {
     if !path.is_dir() {
@@ -353,7 +361,7 @@ impl<B: Backend> Univl<B> {
     ) -> (TextOutput<B>, Tensor<B, 2>) {
         let [b, l] = ids.dims();
         let types = Self::token_types(&ids, segments);
-        let additive = padding_additive_mask(mask);
+        let additive = full_shape_mask(padding_additive_mask(mask), self.num_heads, l);
         let mut x = self.bert.embeddings.forward(ids, Some(types), None);
         let mut importance: Tensor<B, 2> = Tensor::zeros([b, l], &x.device());
         for layer in &self.bert.encoder.layer {
@@ -570,6 +578,7 @@ impl<B: Backend> Univl<B> {
             .float()
             .mul_scalar(CROSS_MASKED_SCORE)
             .reshape([b, 1, 1, seq]);
+        let additive = full_shape_mask(additive, self.num_heads, seq);
         for layer in &self.bert.encoder.layer {
             x = layer.forward(x, Some(additive.clone()));
         }
