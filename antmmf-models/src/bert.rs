@@ -22,7 +22,9 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::import::{ImportError, KeyMap, LoadOptions, LoadReport, WeightFile, find_weights_file};
-use crate::transformer::{Activation, multi_head_attention, padding_additive_mask};
+use crate::transformer::{
+    Activation, materialize_mask, multi_head_attention, padding_additive_mask,
+};
 
 /// Errors raised while reading a BERT configuration.
 #[derive(Debug, thiserror::Error)]
@@ -541,7 +543,14 @@ impl<B: Backend> Bert<B> {
         attention_mask: Option<Tensor<B, 2, Int>>,
         output_hidden_states: bool,
     ) -> BertOutput<B> {
-        let mask = attention_mask.map(padding_additive_mask);
+        let [batch, seq, _] = embeddings.dims();
+        let heads = self
+            .encoder
+            .layer
+            .first()
+            .map_or(1, |l| l.attention.num_heads);
+        let mask =
+            attention_mask.map(|m| materialize_mask(padding_additive_mask(m), batch, heads, seq));
         let mut hidden_states = Vec::new();
         let mut x = embeddings;
         for layer in &self.encoder.layer {

@@ -98,3 +98,20 @@ pub fn padding_additive_mask<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> T
 pub fn bool_to_additive<B: Backend, const D: usize>(masked: Tensor<B, D, Bool>) -> Tensor<B, D> {
     masked.float().mul_scalar(MASKED_SCORE)
 }
+
+/// Materialises an additive mask at the full score shape `[batch, heads, seq_q, seq_k]`, once per
+/// forward, so every layer adds a same-shape tensor: on Flex that is ~15x cheaper than the
+/// broadcast add of a `[batch, 1, 1, seq_k]` mask, which otherwise dominates BERT-size attention.
+///
+/// # Shapes
+/// - `mask`: broadcastable to `[batch, heads, seq_q, seq_k]`
+/// - output: `[batch, heads, seq_q, seq_k]`
+pub fn materialize_mask<B: Backend>(
+    mask: Tensor<B, 4>,
+    batch: usize,
+    heads: usize,
+    seq_q: usize,
+) -> Tensor<B, 4> {
+    let seq_k = mask.dims()[3];
+    mask.expand([batch, heads, seq_q, seq_k]).add_scalar(0.0)
+}
