@@ -822,20 +822,19 @@ pub fn generate(cfg: &SyntheticConfig, out_dir: &Path) -> Result<SyntheticSummar
 
     let labels = cfg.labels();
     let mut files = Vec::new();
-    let mut write_jsonl =
-        |name: &str, lines: Vec<serde_json::Value>| -> Result<(), SyntheticError> {
-            let mut text = String::new();
-            for line in &lines {
-                text.push_str(&line.to_string());
-                text.push('\n');
-            }
-            write_file(&out_dir.join(name), text.as_bytes())?;
-            files.push(WrittenFile {
-                name: name.to_owned(),
-                lines: lines.len(),
-            });
-            Ok(())
-        };
+    let mut write_jsonl = |name: &str, lines: Vec<String>| -> Result<(), SyntheticError> {
+        let mut text = String::new();
+        for line in &lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        write_file(&out_dir.join(name), text.as_bytes())?;
+        files.push(WrittenFile {
+            name: name.to_owned(),
+            lines: lines.len(),
+        });
+        Ok(())
+    };
     let train: Vec<&SyntheticVideo> = videos.iter().filter(|v| v.split == Split::Train).collect();
     let test: Vec<&SyntheticVideo> = videos.iter().filter(|v| v.split == Split::Test).collect();
     let duration = cfg.frames as f64 / f64::from(cfg.fps);
@@ -1241,42 +1240,46 @@ fn encode_video(
     octx.write_trailer().map_err(err("finish the MP4 file"))
 }
 
-fn pretrain_lines(videos: &[&SyntheticVideo], duration: f64) -> Vec<serde_json::Value> {
+fn pretrain_lines(videos: &[&SyntheticVideo], duration: f64) -> Vec<String> {
     let mut lines = Vec::new();
     for v in videos {
         for (sen_id, caption) in v.captions.iter().enumerate() {
-            lines.push(json!({
-                "clip_name": v.file_name(),
-                "caption": caption,
-                "sen_id": sen_id,
-                "start": 0.0,
-                "end": duration,
-                "type": "video",
-            }));
+            lines.push(line(&[
+                ("clip_name", json!(v.file_name())),
+                ("caption", json!(caption)),
+                ("sen_id", json!(sen_id)),
+                ("start", json!(0.0)),
+                ("end", json!(duration)),
+                ("type", json!("video")),
+            ]));
         }
     }
     lines
 }
 
-fn retrieval_lines(videos: &[&SyntheticVideo], test: bool) -> Vec<serde_json::Value> {
+fn retrieval_lines(videos: &[&SyntheticVideo], test: bool) -> Vec<String> {
     let mut lines = Vec::new();
     for v in videos {
         for (sen_id, caption) in v.captions.iter().enumerate() {
             lines.push(if test {
-                json!({
-                    "caption": caption,
-                    "clip_name": v.name,
-                    "retrieval_key": format!("ret{}", lines.len()),
-                })
+                line(&[
+                    ("caption", json!(caption)),
+                    ("clip_name", json!(v.name)),
+                    ("retrieval_key", json!(format!("ret{}", lines.len()))),
+                ])
             } else {
-                json!({ "caption": caption, "clip_name": v.name, "sen_id": sen_id })
+                line(&[
+                    ("caption", json!(caption)),
+                    ("clip_name", json!(v.name)),
+                    ("sen_id", json!(sen_id)),
+                ])
             });
         }
     }
     lines
 }
 
-fn vqa_lines(videos: &[&SyntheticVideo], seed: u64, split: Split) -> Vec<serde_json::Value> {
+fn vqa_lines(videos: &[&SyntheticVideo], seed: u64, split: Split) -> Vec<String> {
     let mut rng = file_rng(seed, split, 1);
     let mut lines = Vec::new();
     for v in videos {
@@ -1286,7 +1289,11 @@ fn vqa_lines(videos: &[&SyntheticVideo], seed: u64, split: Split) -> Vec<serde_j
             (pick(&mut rng, &SHAPE_QUESTIONS), v.shape.name()),
         ];
         for (question, label) in qa {
-            lines.push(json!({ "clip_name": v.name, "caption": question, "label": label }));
+            lines.push(line(&[
+                ("clip_name", json!(v.name)),
+                ("caption", json!(question)),
+                ("label", json!(label)),
+            ]));
         }
     }
     lines
@@ -1299,11 +1306,7 @@ fn file_rng(seed: u64, split: Split, kind: u64) -> ChaCha8Rng {
     rng
 }
 
-fn mcqa_lines(
-    cfg: &SyntheticConfig,
-    videos: &[&SyntheticVideo],
-    split: Split,
-) -> Vec<serde_json::Value> {
+fn mcqa_lines(cfg: &SyntheticConfig, videos: &[&SyntheticVideo], split: Split) -> Vec<String> {
     let mut rng = file_rng(cfg.seed, split, 2);
     let n_opt = cfg.mcqa_options;
     // Right-answer positions: every position equally often, in random order.
@@ -1328,12 +1331,12 @@ fn mcqa_lines(
         } else {
             json!(answer.to_string())
         };
-        lines.push(json!({
-            "qid": format!("mc{i}"),
-            "clip_name": v.name,
-            "answer": answer_value,
-            "options": options,
-        }));
+        lines.push(line(&[
+            ("qid", json!(format!("mc{i}"))),
+            ("clip_name", json!(v.name)),
+            ("answer", json!(answer_value)),
+            ("options", json!(options)),
+        ]));
     }
     lines
 }
@@ -1372,25 +1375,50 @@ fn distractors<R: Rng + ?Sized>(
     out
 }
 
-fn attribute_lines(videos: &[SyntheticVideo]) -> Vec<serde_json::Value> {
+fn attribute_lines(videos: &[SyntheticVideo]) -> Vec<String> {
     videos
         .iter()
         .map(|v| {
-            json!({
-                "clip_name": v.name,
-                "split": v.split.name(),
-                "shape": v.shape.name(),
-                "colour": v.colour.name(),
-                "direction": v.direction.name(),
-                "rgb": v.rgb,
-                "radius": round2(v.radius),
-                "start": [round2(v.start.0), round2(v.start.1)],
-                "end": [round2(v.end.0), round2(v.end.1)],
-                "background": v.background,
-                "texture": v.texture.name(),
-            })
+            line(&[
+                ("clip_name", json!(v.name)),
+                ("split", json!(v.split.name())),
+                ("shape", json!(v.shape.name())),
+                ("colour", json!(v.colour.name())),
+                ("direction", json!(v.direction.name())),
+                ("rgb", json!(v.rgb)),
+                ("radius", json!(round2(v.radius))),
+                ("start", json!([round2(v.start.0), round2(v.start.1)])),
+                ("end", json!([round2(v.end.0), round2(v.end.1)])),
+                ("background", json!(v.background)),
+                ("texture", json!(v.texture.name())),
+            ])
         })
         .collect()
+}
+
+/// One jsonl line with its keys in the order given, formatted like Python's `json.dumps`
+/// (AntMMF's files: `{"clip_name": "a", "caption": "b"}`).
+fn line(fields: &[(&str, serde_json::Value)]) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&serde_json::Value::from(*key).to_string());
+        out.push_str(": ");
+        // Python's separators inside nested lists too.
+        match value {
+            serde_json::Value::Array(items) => {
+                let items: Vec<String> = items.iter().map(|x| x.to_string()).collect();
+                out.push('[');
+                out.push_str(&items.join(", "));
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    out.push('}');
+    out
 }
 
 fn round2(x: f32) -> f64 {
@@ -1461,10 +1489,10 @@ fn readme(summary: &SyntheticSummary) -> String {
         "\nOpen-QA labels: `{}`\n",
         serde_json::to_string(&summary.labels).unwrap_or_default()
     );
-    let _ = writeln!(
-        s,
-        "Regenerate (byte-identical files):\n\n```sh\nantmmf-data synth --out DIR --train {} --test {} \
-         --frames {} --size {} --seed {} --fps {} --shapes {} --colours {} --directions {}\n```",
+    let mut command = format!(
+        "antmmf-data synth --out DIR --train {} --test {} --frames {} --size {} --seed {} \
+         --fps {} --shapes {} --colours {} --directions {} --train-captions {} \
+         --test-captions {} --mcqa-options {}",
         c.num_train_videos,
         c.num_test_videos,
         c.frames,
@@ -1473,8 +1501,26 @@ fn readme(summary: &SyntheticSummary) -> String {
         c.fps,
         c.num_shapes,
         c.num_colours,
-        c.num_directions
+        c.num_directions,
+        c.train_captions_per_video,
+        c.test_captions_per_video,
+        c.mcqa_options,
     );
+    if !c.textured_backgrounds {
+        command.push_str(" --plain");
+    }
+    if c.width == c.height && c.keyframe_interval == SyntheticConfig::default().keyframe_interval {
+        let _ = writeln!(
+            s,
+            "Regenerate (byte-identical files with the same FFmpeg/x264 build):\n\n```sh\n{command}\n```"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "Regenerate through `antmmf_data::synthetic::generate` with these settings (the \
+             command line sets one frame size and the default keyframe interval): {c:?}"
+        );
+    }
     s
 }
 

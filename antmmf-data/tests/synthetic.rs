@@ -65,9 +65,6 @@ fn same_seed_gives_identical_files_and_another_seed_does_not() {
     assert_eq!(ta.len(), 12 + 8 + 2, "{:?}", ta.keys().collect::<Vec<_>>());
     assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
     for (name, bytes) in &ta {
-        if name == "README.md" {
-            continue;
-        }
         assert!(
             bytes == &tb[name],
             "{name} differs between two runs with seed 7"
@@ -186,6 +183,13 @@ fn annotation_files_load_with_the_readers() {
             );
         }
     }
+    // Keys in AntMMF's order and Python's separators.
+    let first = std::fs::read_to_string(dir.join("retrieval_train.jsonl")).expect("read");
+    assert!(
+        first.starts_with(r#"{"caption": ""#)
+            && first.contains(r#"", "clip_name": "synth_train_0000", "sen_id": 0}"#),
+        "{first}"
+    );
     // Both AntMMF forms of `answer` are written.
     let text = std::fs::read_to_string(dir.join("mcqa_test.jsonl")).expect("mcqa");
     let lines: Vec<serde_json::Value> = text
