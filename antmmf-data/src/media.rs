@@ -19,7 +19,7 @@ pub mod source;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use decode::{DecodeOptions, RgbFrame, VideoDecoder, VideoInfo};
+pub use decode::{DecodeOptions, DecodeStats, RgbFrame, VideoDecoder, VideoInfo};
 pub use preview::{FramesError, FramesReport, FramesRequest, frames_report};
 pub use sampling::{FrameResample, FrameSampler, SampleMode, TimeWindow};
 pub use source::{Clip, MediaSource, load_clip};

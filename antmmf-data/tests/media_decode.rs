@@ -209,3 +209,48 @@ fn seeking_matches_a_straight_pass() {
         }
     }
 }
+
+/// Sparse sampling decodes only what it needs: one backward seek, forward seeks between GOPs,
+/// no packet past the last wanted frame's GOP, and RGB conversion of the wanted frames only.
+#[test]
+fn sparse_sampling_decodes_only_what_is_needed() {
+    use antmmf_data::media::{FrameSampler, SampleMode};
+    use rand::SeedableRng;
+    let oracle = oracle();
+    // The clip with the most keyframes.
+    let (name, v) = oracle["videos"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .max_by_key(|(_, v)| v["keyframe_indices"].as_array().unwrap().len())
+        .unwrap();
+    let keys: Vec<usize> = v["keyframe_indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_u64().unwrap() as usize)
+        .collect();
+    let mut dec = VideoDecoder::open(&clip(name), DecodeOptions::default()).unwrap();
+    let n = dec.info().frame_count;
+    let idx = FrameSampler::new(8, SampleMode::Eval)
+        .sample(n, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+    dec.decode(&idx).unwrap();
+    let stats = dec.last_stats();
+    // One seek per distinct GOP holding a wanted frame (GOPs are contiguous here).
+    let gop_of = |i: usize| keys.iter().rposition(|&k| k <= i).unwrap();
+    let mut gops: Vec<usize> = idx.iter().map(|&i| gop_of(i)).collect();
+    gops.dedup();
+    assert_eq!(stats.seeks, gops.len(), "{name}: {idx:?} {stats:?}");
+    assert_eq!(stats.frames_converted, 8);
+    // Never more packets than from each GOP start to its last wanted frame, plus the
+    // decoder's reordering delay (a few packets per GOP).
+    let needed: usize = gops
+        .iter()
+        .map(|&g| idx.iter().filter(|&&i| gop_of(i) == g).max().unwrap() + 1 - keys[g])
+        .sum();
+    assert!(
+        stats.packets_sent <= needed + 4 * gops.len(),
+        "{name}: {stats:?}, needed {needed}"
+    );
+    assert!(stats.packets_sent < n, "{name}: {stats:?}");
+}

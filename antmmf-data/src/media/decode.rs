@@ -294,6 +294,18 @@ pub struct VideoDecoder {
     opts: DecodeOptions,
     deadline: Deadline,
     scaler: Option<((Pixel, u32, u32), scaling::Context)>,
+    stats: DecodeStats,
+}
+
+/// Work done by the last [`VideoDecoder::decode`] call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// Seeks (the first backward one included).
+    pub seeks: usize,
+    /// Video packets handed to the decoder.
+    pub packets_sent: usize,
+    /// Frames converted to RGB.
+    pub frames_converted: usize,
 }
 
 impl std::fmt::Debug for VideoDecoder {
@@ -415,6 +427,7 @@ impl VideoDecoder {
             opts,
             deadline,
             scaler: None,
+            stats: DecodeStats::default(),
         };
         // A container that disagrees with its own packets (truncated data, edit lists) or a
         // demuxer that stopped on an error: decode the last GOP once, so that frames the
@@ -513,6 +526,11 @@ impl VideoDecoder {
         &self.info
     }
 
+    /// Work done by the last `decode` call (how much was decoded to get the frames asked).
+    pub fn last_stats(&self) -> DecodeStats {
+        self.stats
+    }
+
     /// The file this decoder reads.
     pub fn path(&self) -> &Path {
         &self.path
@@ -522,6 +540,7 @@ impl VideoDecoder {
     /// returns them in the order asked.
     pub fn decode(&mut self, indices: &[usize]) -> Result<Vec<RgbFrame>, MediaError> {
         self.deadline.rearm();
+        self.stats = DecodeStats::default();
         if indices.is_empty() {
             return Ok(Vec::new());
         }
@@ -607,6 +626,7 @@ impl VideoDecoder {
             let behind = cursor.is_none_or(|c| kpos > c);
             if seeking && behind && last_seek.is_none_or(|s| kpos > s) {
                 self.seek_to_packet(kpos)?;
+                self.stats.seeks += 1;
                 last_seek = Some(kpos);
                 cursor = Some(kpos);
                 verify_landing = Some(kpos);
@@ -729,6 +749,7 @@ impl VideoDecoder {
     /// Sends a packet; `false` when the decoder rejected it as corrupt (it is skipped, as the
     /// ffmpeg CLI does).
     fn send(&mut self, packet: &Packet) -> Result<bool, MediaError> {
+        self.stats.packets_sent += 1;
         match self.decoder.send_packet(packet) {
             Ok(()) => Ok(true),
             Err(ffmpeg::Error::InvalidData) => {
@@ -789,8 +810,10 @@ impl VideoDecoder {
             return self.rewind();
         }
         let entry = self.table.packets[pos];
-        // dts <= pts, so seeking on dts never lands after the keyframe.
-        let Some(ts) = entry.dts.or(entry.pts) else {
+        // Demuxers seek on presentation timestamps (mov converts to its dts timeline itself;
+        // seeking on the keyframe's dts lands one GOP early). A demuxer that lands past the
+        // keyframe is caught on the first packet read and handled by decoding from the start.
+        let Some(ts) = entry.pts.or(entry.dts) else {
             return self.rewind();
         };
         self.decoder.flush();
@@ -863,6 +886,7 @@ impl VideoDecoder {
             .map_err(|e| decode_error(&self.path, "creating the RGB converter", e))?;
             self.scaler = Some((key, ctx));
         }
+        self.stats.frames_converted += 1;
         let mut out = frame::Video::empty();
         if let Some((_, scaler)) = self.scaler.as_mut() {
             scaler
