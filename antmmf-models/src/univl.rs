@@ -907,12 +907,27 @@ impl<B: Backend> Univl<B> {
                 (VisualBackbone::Swin(swin), report)
             }
             VisualBackbone::Clip(mut clip) => {
-                let (vision, report) = file.load_into(
+                let (vision, mut report) = file.load_into(
                     clip.vision,
                     &KeyMap::hf_clip_vision(),
                     &LoadOptions::default(),
                 )?;
                 clip.vision = vision;
+                // A full `CLIPModel` file also holds OpenAI's `proj` as `visual_projection`.
+                if let Some(proj) = clip.proj.take() {
+                    let key = "visual_projection.weight";
+                    clip.proj = Some(if file.contains(key) {
+                        let keys =
+                            KeyMap::new("hf-clip-projection", &[(r"^visual_projection\.", "")]);
+                        let (proj, _) =
+                            file.load_into(proj, &keys, &LoadOptions::allow_missing())?;
+                        report.unexpected.retain(|k| k != key);
+                        report.loaded.push("proj.weight".into());
+                        proj
+                    } else {
+                        proj
+                    });
+                }
                 (VisualBackbone::Clip(clip), report)
             }
         };

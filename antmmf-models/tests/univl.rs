@@ -1217,3 +1217,76 @@ fn antmmf_checkpoint_round_trip() {
     let text = plain.encode_text(b.ids.clone(), b.mask.clone(), None);
     assert!(max_abs_diff(keys.text, text.l1) < 1e-6);
 }
+
+/// An HF `CLIPModel`-style file (vision tower under `vision_model.`, `visual_projection`, a text
+/// key) loads into the CLIP visual encoder: identical clip tokens, projection included.
+#[test]
+fn clip_visual_encoder_loads_hf_clip_weights_with_projection() {
+    use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
+    let device = Default::default();
+    let config = tiny().with_image_encoder(ImageEncoderConfig::VitImageEncoder(ClipVisualParams {
+        input_resolution: 16,
+        patch_size: 8,
+        width: 16,
+        layers: 1,
+        out_dim: 24,
+        head_width: 8,
+        ..ClipVisualParams::default()
+    }));
+    let source = config.init::<B>(&device).unwrap();
+    let antmmf_models::univl::VisualBackbone::Clip(clip) = &source.visual.backbone else {
+        panic!("CLIP backbone");
+    };
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut push = |key: String, data: TensorData| {
+        let data = data.convert::<f32>();
+        let bytes = data
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        tensors.push((key, data.shape.to_vec(), bytes));
+    };
+    for snapshot in clip
+        .vision
+        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
+    {
+        push(
+            format!("vision_model.{}", snapshot.full_path()),
+            snapshot.to_data().unwrap(),
+        );
+    }
+    let proj = clip.proj.as_ref().unwrap().weight.val().transpose(); // PyTorch [out, in]
+    push("visual_projection.weight".into(), proj.into_data());
+    push(
+        "text_model.final_layer_norm.weight".into(),
+        TensorData::new(vec![1f32; 4], [4]),
+    );
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(k, shape, bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes);
+            (k.clone(), view.unwrap())
+        })
+        .collect();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("univl_clip");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("clip.safetensors");
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+
+    let (loaded, report) = config
+        .init::<B>(&device)
+        .unwrap()
+        .load_visual_encoder(&path)
+        .expect("load CLIP");
+    assert!(report.loaded.iter().any(|k| k == "proj.weight"), "{report}");
+    assert_eq!(
+        report.unexpected,
+        vec!["text_model.final_layer_norm.weight".to_string()]
+    );
+    let b = batch::<B>(&device);
+    let grid = |m: &Univl<B>| m.visual.backbone.grid(b.video.clone()).unwrap();
+    assert!(max_abs_diff(grid(&source), grid(&loaded)) < 1e-6);
+}
