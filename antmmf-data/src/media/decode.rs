@@ -982,3 +982,54 @@ fn decode_error(path: &Path, what: &'static str, source: ffmpeg::Error) -> Media
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(pts: i64, key: bool) -> PacketEntry {
+        PacketEntry {
+            pts: Some(pts),
+            dts: None,
+            key,
+        }
+    }
+
+    #[test]
+    fn frame_table_orders_by_presentation() {
+        // Decode order I0 P3 B1 B2 | I4 P7 B5 B6 (pts in units of one frame).
+        let t = FrameTable::build(vec![
+            pkt(0, true),
+            pkt(3, false),
+            pkt(1, false),
+            pkt(2, false),
+            pkt(4, true),
+            pkt(7, false),
+            pkt(5, false),
+            pkt(6, false),
+        ]);
+        assert_eq!(t.pres_pts, Some((0..8).collect()));
+        assert_eq!(t.keyframe_indices(), vec![0, 4]);
+        // Frame 3 (P3, decode position 1) needs the GOP starting at decode position 0;
+        // frame 5 (B5, decode position 6) the one at position 4.
+        assert_eq!(t.keyframe_pos_for(3), 0);
+        assert_eq!(t.keyframe_pos_for(5), 4);
+        assert_eq!(t.pos_of_pts[&6], 7);
+    }
+
+    #[test]
+    fn missing_or_repeated_timestamps_mean_sequential_decoding() {
+        let mut no_pts = pkt(1, false);
+        no_pts.pts = None;
+        assert!(
+            FrameTable::build(vec![pkt(0, true), no_pts])
+                .pres_pts
+                .is_none()
+        );
+        assert!(
+            FrameTable::build(vec![pkt(0, true), pkt(0, false)])
+                .pres_pts
+                .is_none()
+        );
+    }
+}
