@@ -18,12 +18,15 @@
 //! - `vqa_labels.json` (the label list a config's `labels` carries), `attributes.jsonl` (the
 //!   ground truth of every clip) and `README.md` (what the set is and how to regenerate it).
 //!
-//! Guarantees: the same config (seed included) gives byte-identical files; train and held-out
-//! clips are disjoint; every shape x colour x direction combination appears in train (clips cycle
-//! through the combinations, so each attribute value, hence each VQA answer, is equally frequent
-//! per question type whenever a split's size is a multiple of the number of combinations); a
-//! clip's captions use different templates; MC-QA options share one template and differ only in
-//! attributes, so the text alone does not give the answer away.
+//! Guarantees: the same config (seed included) gives byte-identical files with the same FFmpeg
+//! and x264 build; train and held-out clips are disjoint; every shape x colour x direction
+//! combination appears in train; clips cycle through the combinations in a balanced order, so
+//! each attribute value, hence each VQA answer, is equally frequent per question type when a
+//! split's size is a multiple of the number of combinations, and within about one clip otherwise
+//! (a held-out split no larger than the number of combinations has no two clips alike); a clip's
+//! captions use different templates; MC-QA options share one template and verb and differ only
+//! in attributes (three of the four distractors change a single attribute), so the text alone
+//! does not give the answer away, and the right option's position is balanced.
 
 use std::fmt;
 use std::fmt::Write as _;
