@@ -2,5 +2,7 @@
 
 pub mod metrics;
 pub mod optim;
+pub mod run;
 pub mod schedule;
 pub mod trainer;
+pub mod univl_task;

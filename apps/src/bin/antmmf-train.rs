@@ -38,13 +38,44 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         print!("{}", config.to_yaml()?);
         return Ok(ExitCode::SUCCESS);
     }
-    let head = config
-        .get("model_attributes.univl.training_head_type")
-        .and_then(|v| v.as_str())
-        .unwrap_or("video_pretraining")
-        .to_string();
-    anyhow::bail!(
-        "training head `{head}` cannot be trained by this build yet (backend {backend}, devices {devices:?}); \
-         use --print-config to validate the configuration"
-    )
+    let plan = antmmf_tasks::run::RunPlan::from_config(&config)?;
+    let report = antmmf_apps::with_backend(backend, &devices, Train { plan: &plan })??;
+    println!("run directory: {}", report.run_dir.display());
+    if let Some(train) = &report.train {
+        println!(
+            "trained {} iterations; final checkpoint {}",
+            train.state.iteration,
+            train.final_checkpoint.display()
+        );
+    }
+    for (split, metrics) in &report.evaluations {
+        for (k, v) in metrics {
+            println!("{split}: {k} = {v:.4}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The generic entry point, called once with the selected backend.
+struct Train<'a> {
+    plan: &'a antmmf_tasks::run::RunPlan,
+}
+
+impl antmmf_apps::BackendVisitor for Train<'_> {
+    type Output = Result<antmmf_tasks::run::RunReport, antmmf_tasks::run::RunError>;
+
+    fn visit<B: burn::tensor::backend::AutodiffBackend>(
+        self,
+        kind: antmmf_core::backend::BackendKind,
+        devices: Vec<B::Device>,
+    ) -> Self::Output {
+        if devices.len() > 1 {
+            log::warn!(
+                "{} devices given: multi-device training is not available in this build; training on the first",
+                devices.len()
+            );
+        }
+        log::info!("backend {kind}, device {:?}", devices[0]);
+        antmmf_tasks::run::run::<B>(self.plan, devices[0].clone())
+    }
 }

@@ -1,0 +1,839 @@
+//! A training or evaluation run from a merged AntMMF configuration: the dataset node, the model,
+//! the optimizer and LR schedule, the loop settings, the run directory, resume, and the
+//! evaluation skeleton the three fine-tuning tasks share (retrieval recall, QA accuracy, MC-QA
+//! accuracy; pretraining reports its validation losses).
+
+use crate::metrics::{L1_SIMILARITY_KEY, L2_SIMILARITY_KEY, ScoreMatrix, evaluate_retrieval};
+use crate::optim::{AntmmfOptimizer, AntmmfOptimizerConfig, LrGroupRule};
+use crate::schedule::{AntMmfLrSchedule, LrScheduleConfig};
+use crate::trainer::{
+    ResumableLoader, StartFrom, TaskHooks, TrainRun, TrainSummary, TrainerSettings,
+    latest_good_checkpoint, launch,
+};
+use crate::univl_task::{TaskHead, TaskSettings, UnivlTask, step_output, task_forward};
+use antmmf_core::checkpoint::Checkpoint;
+use antmmf_core::config::{RunType, TrainingParameters};
+use antmmf_core::fsutil::write_atomic;
+use antmmf_core::run_dir::RunDir;
+use antmmf_core::{Config, ConfigError};
+use antmmf_data::batch::VideoTextBatch;
+use antmmf_data::dataset::{DatasetOptions, TaskKind, VideoTextDataset};
+use antmmf_data::dataset_config::{DatasetAttributes, Split};
+use antmmf_data::loader::{DeterministicLoader, LoaderConfig};
+use antmmf_models::univl::{Univl, UnivlConfig};
+use burn::module::{AutodiffModule, Module};
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor};
+use serde_yaml_ng::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where dataset nodes live.
+pub const DATASETS_KEY: &str = "task_attributes.univl_task.dataset_attributes";
+
+/// Why a run could not be set up or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A config key is missing or wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The configuration is inconsistent.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key concerned.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The dataset could not be built.
+    #[error(transparent)]
+    Dataset(#[from] antmmf_data::dataset::DatasetError),
+    /// The loader could not be built.
+    #[error(transparent)]
+    Loader(#[from] antmmf_data::loader::LoaderError),
+    /// The model could not be built or loaded.
+    #[error(transparent)]
+    Model(#[from] antmmf_models::univl::UnivlError),
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] crate::trainer::TrainError),
+    /// A checkpoint could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] antmmf_core::checkpoint::CheckpointError),
+    /// The run directory could not be written.
+    #[error(transparent)]
+    RunDir(#[from] antmmf_core::run_dir::RunDirError),
+    /// Evaluation failed.
+    #[error("evaluation: {0}")]
+    Eval(String),
+    /// Other I/O.
+    #[error("{0}")]
+    Io(String),
+}
+
+fn invalid(key: &str, message: impl std::fmt::Display) -> RunError {
+    RunError::Invalid {
+        key: key.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Everything a run reads from the configuration, validated.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// The head and loss settings.
+    pub task: TaskSettings,
+    /// Name of the dataset node.
+    pub dataset_name: String,
+    /// The dataset node.
+    pub dataset: DatasetAttributes,
+    /// The model configuration.
+    pub model: UnivlConfig,
+    /// `training_parameters`.
+    pub training: TrainingParameters,
+    /// The stages to run.
+    pub run_type: RunType,
+    /// The seed (resolved when `-1` or unset).
+    pub seed: u64,
+    /// The configured seed (`None` when unset), for the run folder name.
+    pub configured_seed: Option<i64>,
+    /// The config file's folder.
+    pub config_dir: PathBuf,
+    /// The config itself.
+    pub config: Config,
+}
+
+impl RunPlan {
+    /// Reads and validates everything a run needs from `config`.
+    pub fn from_config(config: &Config) -> Result<Self, RunError> {
+        let training = config.training_parameters()?;
+        config.optimizer_attributes()?;
+        let run_type = training.run_type()?;
+        let head_name = config
+            .get("model_attributes.univl.training_head_type")
+            .and_then(Value::as_str)
+            .unwrap_or("video_pretraining")
+            .to_string();
+        let head = TaskHead::parse(&head_name).ok_or_else(|| {
+            invalid(
+                "model_attributes.univl.training_head_type",
+                format!(
+                    "{head_name:?} is not a UniVL head: use video_pretraining, video_text_retrieval, video_text_classification or video_multi_choice_qa"
+                ),
+            )
+        })?;
+        let datasets = match config.get(DATASETS_KEY) {
+            Some(Value::Mapping(m)) if !m.is_empty() => m.clone(),
+            _ => return Err(invalid(DATASETS_KEY, "no dataset is configured")),
+        };
+        let (name, node) = datasets
+            .iter()
+            .next()
+            .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), v.clone()))
+            .ok_or_else(|| invalid(DATASETS_KEY, "no dataset is configured"))?;
+        if datasets.len() > 1 {
+            log::warn!(
+                "{DATASETS_KEY}: {} datasets configured; using the first, `{name}`",
+                datasets.len()
+            );
+        }
+        let prefix = format!("{DATASETS_KEY}.{name}");
+        // The declared defaults give every key of a dataset node, null when unset: the typed
+        // view reads an absent key as its AntMMF default.
+        let mut node = drop_nulls(node);
+        if let Value::Mapping(m) = &mut node {
+            for key in DATASET_KEYS_NOT_READ {
+                m.remove(*key);
+            }
+        }
+        let config_dir = config.config_dir().unwrap_or(Path::new("."));
+        resolve_vocab_paths(&mut node, config_dir);
+        let dataset =
+            DatasetAttributes::from_deserializer(node, &prefix).map_err(|e| invalid(&prefix, e))?;
+        let mut model = UnivlConfig::from_config(config)?;
+        let univl = |k: &str| config.get(&format!("model_attributes.univl.{k}")).cloned();
+        let labels = dataset.label_space(model.num_labels);
+        if head == TaskHead::Classification && model.num_labels.is_none() {
+            model.num_labels = labels.num_classes();
+            if model.num_labels.is_none() {
+                return Err(invalid(
+                    "model_attributes.univl.num_labels",
+                    "open QA needs num_labels or the dataset's labels list",
+                ));
+            }
+        }
+        let task = TaskSettings {
+            head,
+            hard_example_mining: univl("hard_example_mining")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            re_sample_method: univl("re_sample_method")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "nearliest".into()),
+            re_weight_method: univl("re_weight_method").and_then(|v| {
+                v.as_str()
+                    .filter(|s| *s != "None" && !s.is_empty())
+                    .map(str::to_string)
+            }),
+            with_moco: head == TaskHead::Pretrain
+                && univl("with_moco").and_then(|v| v.as_bool()).unwrap_or(true),
+            moco_temperature: univl("T").and_then(|v| v.as_f64()).unwrap_or(0.05),
+            multi_label: false,
+        };
+        if !task.with_moco {
+            model = model.with_moco_queues(None);
+        }
+        let seed = training.seed_policy().resolve();
+        if training.seed == Some(-1) || training.seed.is_none() {
+            log::info!("seed: {seed} (drawn; set training_parameters.seed {seed} to repeat)");
+        }
+        Ok(Self {
+            task,
+            dataset_name: name,
+            dataset,
+            model,
+            training: training.clone(),
+            run_type,
+            seed,
+            configured_seed: training.seed,
+            config_dir: config
+                .config_dir()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            config: config.clone(),
+        })
+    }
+
+    /// The dataset kind of a split for this head.
+    pub fn task_kind(&self, split: Split) -> TaskKind {
+        match (self.task.head, split) {
+            (TaskHead::Pretrain, _) => TaskKind::Pretrain,
+            (TaskHead::Retrieval, Split::Train) => TaskKind::RetrievalTrain,
+            (TaskHead::Retrieval, _) => TaskKind::RetrievalEval,
+            (TaskHead::Classification, _) => TaskKind::Classification,
+            (TaskHead::MultiChoice, _) => TaskKind::McQa,
+        }
+    }
+
+    /// Builds a split's dataset.
+    pub fn dataset(&self, split: Split) -> Result<VideoTextDataset, RunError> {
+        let options = DatasetOptions {
+            prefix: format!("{DATASETS_KEY}.{}", self.dataset_name),
+            num_labels: self.model.num_labels,
+            seed: self.seed,
+            ..DatasetOptions::default()
+        };
+        Ok(VideoTextDataset::with_options(
+            &self.dataset,
+            split,
+            &self.config_dir,
+            self.task_kind(split),
+            &options,
+        )?)
+    }
+
+    /// Whether the dataset configures annotations for `split`.
+    pub fn has_split(&self, split: Split) -> bool {
+        let key = match split {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        };
+        let path = format!("{DATASETS_KEY}.{}.annotations.{key}", self.dataset_name);
+        !matches!(self.config.get(&path), None | Some(Value::Null))
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> RunDir {
+        RunDir::for_config(
+            &self.config,
+            Path::new(&self.training.save_dir),
+            self.configured_seed.filter(|s| *s >= 0),
+        )
+    }
+
+    /// The optimizer settings, with AntMMF's `encoder_lr_decay` for the pretrained encoders in
+    /// retrieval and MC-QA fine-tuning.
+    pub fn optimizer_config(&self) -> Result<AntmmfOptimizerConfig, RunError> {
+        let o = self.config.optimizer_attributes()?;
+        let decay = self
+            .config
+            .get("model_attributes.univl.encoder_lr_decay")
+            .and_then(Value::as_f64)
+            .unwrap_or(1.0);
+        let lr_rules = if matches!(self.task.head, TaskHead::Retrieval | TaskHead::MultiChoice)
+            && decay != 1.0
+        {
+            vec![LrGroupRule {
+                prefixes: vec![
+                    "univl.bert.embeddings".into(),
+                    "univl.bert.encoder".into(),
+                    "univl.bert.pooler".into(),
+                    "univl.visual.backbone".into(),
+                ],
+                lr_factor: decay,
+            }]
+        } else {
+            Vec::new()
+        };
+        Ok(AntmmfOptimizerConfig {
+            beta_1: o.params.betas[0] as f32,
+            beta_2: o.params.betas[1] as f32,
+            epsilon: o.params.eps as f32,
+            weight_decay: o.params.weight_decay as f32,
+            lr_rules,
+            max_grad_norm: if self.training.clip_gradients {
+                self.training.max_grad_l2_norm
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The LR schedule for `batches_per_epoch` batches per epoch.
+    pub fn schedule(&self, batches_per_epoch: usize) -> Result<AntMmfLrSchedule, RunError> {
+        let o = self.config.optimizer_attributes()?;
+        let t = &self.training;
+        let cfg = LrScheduleConfig {
+            lr_scheduler: t.lr_scheduler,
+            lr_steps: t.lr_steps.iter().map(|v| *v as usize).collect(),
+            lr_epochs: t.lr_epochs.iter().map(|v| *v as usize).collect(),
+            lr_ratio: t.lr_ratio,
+            use_warmup: t.use_warmup,
+            warmup_factor: t.warmup_factor,
+            warmup_iterations: t.warmup_iterations as usize,
+        };
+        AntMmfLrSchedule::new(o.params.lr, &cfg, batches_per_epoch.max(1))
+            .map(|s| s.with_batches_per_update(t.gradient_accumulation_steps.max(1) as usize))
+            .map_err(|e| invalid("training_parameters", e))
+    }
+
+    /// The loop settings.
+    pub fn trainer_settings(&self, validate: bool) -> TrainerSettings {
+        let t = &self.training;
+        TrainerSettings {
+            max_iterations: t.max_iterations,
+            max_epochs: t.max_epochs,
+            log_interval: t.log_interval.max(1) as u64,
+            snapshot_interval: t.snapshot_interval.max(1) as u64,
+            max_ckpt_num: t.max_ckpt_num.map(|n| n.max(1) as usize),
+            monitored_metric: t.monitored_metric.clone(),
+            metric_minimize: t.metric_minimize,
+            should_early_stop: t.should_early_stop,
+            patience: t.patience.max(0) as u64,
+            grad_accumulation: t.gradient_accumulation_steps.max(1) as usize,
+            skip_nan_steps: t.skip_nan_steps,
+            seed: self.seed,
+            validate,
+        }
+    }
+}
+
+/// Dataset keys AntMMF configs carry that no UniVL video flow reads (region features and OCR
+/// belong to the ROI models; `caption_processor` at the dataset level is an anchor target in
+/// AntMMF's configs, the processor actually used is `processors.caption_processor`).
+const DATASET_KEYS_NOT_READ: &[&str] = &[
+    "use_features",
+    "features",
+    "only_features_info",
+    "use_ocrs",
+    "ocrs",
+    "caption_processor",
+];
+
+/// A relative `tokenizer_config.params.vocab_path` of any processor that exists relative to the
+/// config file's folder is made relative to it (as `model_path`s are).
+fn resolve_vocab_paths(node: &mut Value, config_dir: &Path) {
+    let Some(Value::Mapping(processors)) = node.get_mut("processors") else {
+        return;
+    };
+    for (_, proc_) in processors.iter_mut() {
+        let slot = proc_
+            .get_mut("params")
+            .and_then(|p| p.get_mut("tokenizer_config"))
+            .and_then(|t| t.get_mut("params"))
+            .and_then(|p| p.get_mut("vocab_path"));
+        if let Some(Value::String(path)) = slot {
+            let candidate = config_dir.join(&*path);
+            if Path::new(path.as_str()).is_relative() && candidate.exists() {
+                *path = candidate.to_string_lossy().into_owned();
+            }
+        }
+    }
+}
+
+/// Removes mapping entries whose value is null, recursively.
+fn drop_nulls(value: Value) -> Value {
+    match value {
+        Value::Mapping(m) => Value::Mapping(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, drop_nulls(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+impl<B: Backend> ResumableLoader<VideoTextBatch<B>> for DeterministicLoader<B> {
+    fn batches_per_epoch(&self) -> usize {
+        DeterministicLoader::batches_per_epoch(self)
+    }
+
+    fn iter_from(
+        &self,
+        epoch: usize,
+        batch: usize,
+    ) -> Box<dyn Iterator<Item = VideoTextBatch<B>> + '_> {
+        Box::new(DeterministicLoader::iter_from(self, epoch as u64, batch))
+    }
+}
+
+/// The shared evaluation of the fine-tuning tasks and pretraining.
+pub struct Evaluator<B: Backend> {
+    /// The batches (file order).
+    pub loader: DeterministicLoader<B>,
+    /// The head settings.
+    pub task: TaskSettings,
+    /// Metric prefix (`val`, `test`).
+    pub split: String,
+    /// Re-rank each text's top-k L1 videos with the cross encoder (`None`: every pair).
+    pub l2_topk: Option<usize>,
+}
+
+/// Metrics of one evaluation, keyed as AntMMF logs them.
+pub type Metrics = BTreeMap<String, f64>;
+
+struct RetrievalPool<B: Backend> {
+    text_l1: Vec<Tensor<B, 2>>,
+    text_ids: Vec<Tensor<B, 2, Int>>,
+    text_mask: Vec<Tensor<B, 2, Int>>,
+    text_video: Vec<usize>,
+    video_l1: Vec<Tensor<B, 3>>,
+    video_tokens: Vec<Tensor<B, 3>>,
+    video_mask: Vec<Tensor<B, 2, Int>>,
+    video_index: BTreeMap<usize, usize>,
+}
+
+impl<B: Backend> Evaluator<B> {
+    /// Runs the evaluation of `model` over every batch.
+    pub fn evaluate(&self, model: &Univl<B>) -> Result<Metrics, RunError> {
+        match self.task.head {
+            TaskHead::Retrieval => self.retrieval(model),
+            TaskHead::Classification | TaskHead::MultiChoice => self.accuracy(model),
+            TaskHead::Pretrain => self.losses(model),
+        }
+    }
+
+    fn losses(&self, model: &Univl<B>) -> Result<Metrics, RunError> {
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        let mut n = 0.0;
+        for batch in self.loader.iter_from(0, 0) {
+            let fwd = task_forward(model, &self.task, &batch, false)
+                .map_err(|e| RunError::Eval(e.to_string()))?;
+            let out = step_output(&fwd, batch.len());
+            *sums.entry("total_loss".into()).or_default() += out.total;
+            for (k, v) in out.parts {
+                *sums.entry(k).or_default() += v;
+            }
+            n += 1.0;
+        }
+        if n == 0.0 {
+            return Err(RunError::Eval(
+                "the evaluation split produced no batch".into(),
+            ));
+        }
+        Ok(sums
+            .into_iter()
+            .map(|(k, v)| (format!("{}/{k}", self.split), v / n))
+            .collect())
+    }
+
+    fn accuracy(&self, model: &Univl<B>) -> Result<Metrics, RunError> {
+        let mut scores: Vec<f32> = Vec::new();
+        let mut targets: Vec<usize> = Vec::new();
+        let mut classes = 0;
+        let mut loss = 0.0;
+        let mut batches = 0.0;
+        for batch in self.loader.iter_from(0, 0) {
+            let target = match self.task.head {
+                TaskHead::MultiChoice => batch.answers.clone(),
+                _ => batch.labels.clone(),
+            }
+            .ok_or_else(|| RunError::Eval("the batches carry no targets".into()))?;
+            let fwd = task_forward(model, &self.task, &batch, false)
+                .map_err(|e| RunError::Eval(e.to_string()))?;
+            loss += step_output(&fwd, batch.len()).total;
+            batches += 1.0;
+            let s = fwd
+                .scores
+                .ok_or_else(|| RunError::Eval("the head produced no scores".into()))?;
+            classes = s.dims()[1];
+            scores.extend(s.into_data().iter::<f32>());
+            targets.extend(target.into_data().iter::<i64>().map(|t| t.max(0) as usize));
+        }
+        if targets.is_empty() {
+            return Err(RunError::Eval(
+                "the evaluation split produced no batch".into(),
+            ));
+        }
+        let p = &self.split;
+        let acc = crate::metrics::accuracy(&scores, classes, &targets)
+            .map_err(|e| RunError::Eval(e.to_string()))?;
+        let mut m = Metrics::new();
+        m.insert(format!("{p}/accuracy"), acc);
+        m.insert(format!("{p}/total_loss"), loss / batches);
+        if self.task.head == TaskHead::Classification && classes >= 5 {
+            let top5 = crate::metrics::top_k_accuracy(&scores, classes, &targets, 5)
+                .map_err(|e| RunError::Eval(e.to_string()))?;
+            m.insert(format!("{p}/top5_accuracy"), top5);
+        }
+        Ok(m)
+    }
+
+    fn retrieval(&self, model: &Univl<B>) -> Result<Metrics, RunError> {
+        let mut pool = RetrievalPool::<B> {
+            text_l1: Vec::new(),
+            text_ids: Vec::new(),
+            text_mask: Vec::new(),
+            text_video: Vec::new(),
+            video_l1: Vec::new(),
+            video_tokens: Vec::new(),
+            video_mask: Vec::new(),
+            video_index: BTreeMap::new(),
+        };
+        for batch in self.loader.iter_from(0, 0) {
+            let text = model.encode_text(
+                batch.input_ids_unmasked.clone(),
+                batch.input_mask.clone(),
+                Some(batch.segment_ids.clone()),
+            );
+            pool.text_l1.push(text.l1);
+            pool.text_ids.push(batch.input_ids_unmasked.clone());
+            pool.text_mask.push(batch.input_mask.clone());
+            // Each distinct video is encoded once: keep the batch rows of unseen videos.
+            let mut fresh = Vec::new();
+            for (row, vid) in batch.video_ids.iter().enumerate() {
+                if !pool.video_index.contains_key(vid) && !fresh.iter().any(|(_, v)| v == vid) {
+                    fresh.push((row, *vid));
+                }
+            }
+            for vid in &batch.video_ids {
+                let next = pool.video_index.len()
+                    + fresh
+                        .iter()
+                        .position(|(_, v)| v == vid)
+                        .unwrap_or(usize::MAX);
+                let idx = *pool.video_index.get(vid).unwrap_or(&next);
+                pool.text_video.push(idx);
+            }
+            if !fresh.is_empty() {
+                let device = batch.video.device();
+                let rows = Tensor::<B, 1, Int>::from_ints(
+                    fresh
+                        .iter()
+                        .map(|(r, _)| *r as i32)
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                    &device,
+                );
+                let video = batch.video.clone().select(0, rows.clone());
+                let cmask = batch.clip_mask.clone().select(0, rows);
+                let out = model
+                    .encode_video(video, cmask.clone())
+                    .map_err(|e| RunError::Eval(e.to_string()))?;
+                pool.video_l1.push(out.l1);
+                pool.video_tokens.push(out.clip_tokens);
+                pool.video_mask.push(cmask);
+                for (_, vid) in fresh {
+                    let n = pool.video_index.len();
+                    pool.video_index.insert(vid, n);
+                }
+            }
+        }
+        if pool.text_l1.is_empty() {
+            return Err(RunError::Eval(
+                "the evaluation split produced no batch".into(),
+            ));
+        }
+        let text_l1 = Tensor::cat(pool.text_l1, 0);
+        let video_l1 = Tensor::cat(pool.video_l1, 0);
+        let clip_mask = Tensor::cat(pool.video_mask, 0);
+        let tokens = Tensor::cat(pool.video_tokens, 0);
+        let ids = Tensor::cat(pool.text_ids, 0);
+        let mask = Tensor::cat(pool.text_mask, 0);
+        let nt = text_l1.dims()[0];
+        let nv = video_l1.dims()[0];
+        let l1 = Univl::<B>::l1_similarity(text_l1, video_l1, Some(clip_mask.clone()));
+        let l1_host: Vec<f32> = l1.into_data().iter::<f32>().collect();
+        let gt = pool.text_video;
+        let mut metrics = Metrics::new();
+        let report = evaluate_retrieval(
+            &ScoreMatrix::new(&l1_host, nt, nv).map_err(|e| RunError::Eval(e.to_string()))?,
+            &gt,
+        )
+        .map_err(|e| RunError::Eval(e.to_string()))?;
+        metrics.extend(report.named(&self.split, L1_SIMILARITY_KEY));
+        // L2: the cross encoder on each text's top-k L1 videos (or every pair); videos outside
+        // the top-k keep their L1 order below every re-ranked one.
+        let k = self.l2_topk.map(|k| k.min(nv)).unwrap_or(nv).max(1);
+        let mut l2_host: Vec<f32> = l1_host.iter().map(|v| v - 1.0e6).collect();
+        let [_, l] = ids.dims();
+        for t in 0..nt {
+            let row = &l1_host[t * nv..(t + 1) * nv];
+            let mut order: Vec<usize> = (0..nv).collect();
+            order.sort_by(|a, b| row[*b].total_cmp(&row[*a]).then(a.cmp(b)));
+            order.truncate(k);
+            let device = ids.device();
+            let sel = Tensor::<B, 1, Int>::from_ints(
+                order
+                    .iter()
+                    .map(|v| *v as i32)
+                    .collect::<Vec<_>>()
+                    .as_slice(),
+                &device,
+            );
+            let trow = Tensor::<B, 1, Int>::from_ints([t as i32], &device);
+            let rep =
+                |x: Tensor<B, 2, Int>| x.select(0, trow.clone()).repeat_dim(0, k).reshape([k, l]);
+            let cross = model
+                .cross(
+                    rep(ids.clone()),
+                    rep(mask.clone()),
+                    None,
+                    tokens.clone().select(0, sel.clone()),
+                    clip_mask.clone().select(0, sel),
+                )
+                .map_err(|e| RunError::Eval(e.to_string()))?;
+            let scores: Vec<f32> = model
+                .l2_score(cross.pooled)
+                .into_data()
+                .iter::<f32>()
+                .collect();
+            for (v, s) in order.iter().zip(scores) {
+                l2_host[t * nv + v] = s;
+            }
+        }
+        let report = evaluate_retrieval(
+            &ScoreMatrix::new(&l2_host, nt, nv).map_err(|e| RunError::Eval(e.to_string()))?,
+            &gt,
+        )
+        .map_err(|e| RunError::Eval(e.to_string()))?;
+        metrics.extend(report.named(&self.split, L2_SIMILARITY_KEY));
+        Ok(metrics)
+    }
+}
+
+/// Validation during training.
+struct Hooks<B: AutodiffBackend> {
+    evaluator: Option<Evaluator<B::InnerBackend>>,
+}
+
+impl<B: AutodiffBackend> TaskHooks<B, UnivlTask<B>> for Hooks<B> {
+    fn after_step(&self, model: UnivlTask<B>, _iteration: u64) -> UnivlTask<B> {
+        model.momentum_update()
+    }
+
+    fn validate(
+        &self,
+        model: &<UnivlTask<B> as AutodiffModule<B>>::InnerModule,
+    ) -> Result<BTreeMap<String, f64>, String> {
+        match &self.evaluator {
+            Some(e) => e.evaluate(&model.univl).map_err(|e| e.to_string()),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+}
+
+/// What `train` reports.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The training summary, when training ran.
+    pub train: Option<TrainSummary>,
+    /// Final evaluations by split (`val`, `test`).
+    pub evaluations: BTreeMap<String, Metrics>,
+}
+
+fn recorder() -> BinBytesRecorder<FullPrecisionSettings> {
+    BinBytesRecorder::<FullPrecisionSettings>::default()
+}
+
+/// Loads model weights from one of our checkpoints.
+pub fn load_weights<B: Backend>(
+    model: UnivlTask<B>,
+    path: &Path,
+    device: &B::Device,
+) -> Result<UnivlTask<B>, RunError> {
+    let ckpt = Checkpoint::load(path)?;
+    let bytes = ckpt.require("model", path)?.to_vec();
+    let record = recorder()
+        .load(bytes, device)
+        .map_err(|e| RunError::Io(format!("{}: cannot decode the model: {e}", path.display())))?;
+    Ok(model.load_record(record))
+}
+
+/// Builds the model of a plan (pretrained weights when configured).
+pub fn build_model<B: Backend>(
+    plan: &RunPlan,
+    device: &B::Device,
+) -> Result<UnivlTask<B>, RunError> {
+    B::seed(device, plan.seed);
+    let (univl, reports) = plan.model.init_pretrained::<B>(device)?;
+    for r in reports {
+        log::info!("{r}");
+    }
+    Ok(UnivlTask {
+        univl,
+        settings: plan.task.clone(),
+    })
+}
+
+/// Runs the stages of `run_type`: training (with validation at every snapshot when a val split
+/// exists), then the final evaluations (`val`, `inference` on test). Writes `metrics.json`.
+pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunReport, RunError> {
+    let run = plan.run_dir();
+    run.create(&plan.config)?;
+    let _ = antmmf_core::logging::log_to_file(&run.logs_dir().join("train.log"));
+    log::info!("run directory: {}", run.root().display());
+    let t = &plan.training;
+    let eval_loader =
+        |split: Split| -> Result<Option<DeterministicLoader<B::InnerBackend>>, RunError> {
+            if !plan.has_split(split) {
+                return Ok(None);
+            }
+            let ds = plan.dataset(split)?;
+            Ok(Some(DeterministicLoader::new(
+                Arc::new(ds),
+                LoaderConfig::eval(
+                    t.eval_batch_size(),
+                    t.num_workers.max(0) as usize,
+                    plan.seed,
+                ),
+                device.clone(),
+            )?))
+        };
+    let evaluator =
+        |split: Split, name: &str| -> Result<Option<Evaluator<B::InnerBackend>>, RunError> {
+            Ok(eval_loader(split)?.map(|loader| Evaluator {
+                loader,
+                task: plan.task.clone(),
+                split: name.into(),
+                l2_topk: Some(50),
+            }))
+        };
+    let mut model = build_model::<B>(plan, &device)?;
+    let mut start = StartFrom::Scratch;
+    if let Some(file) = &t.resume_file {
+        let path = PathBuf::from(file);
+        if t.restart {
+            model = load_weights(model, &path, &device)?;
+            log::info!("loaded weights from {} (restart True)", path.display());
+        } else {
+            start = StartFrom::Resume(path);
+        }
+    } else if t.resume
+        && let Some(path) = latest_good_checkpoint(&run)
+    {
+        start = StartFrom::Resume(path);
+    }
+    let mut summary = None;
+    let mut trained: Option<UnivlTask<B::InnerBackend>> = None;
+    if plan.run_type.train {
+        let ds = plan.dataset(Split::Train)?;
+        let loader = DeterministicLoader::<B>::new(
+            Arc::new(ds),
+            LoaderConfig::train(
+                t.batch_size as usize,
+                t.num_workers.max(0) as usize,
+                plan.seed,
+            ),
+            device.clone(),
+        )?;
+        if loader.batches_per_epoch() == 0 {
+            return Err(invalid(
+                "training_parameters.batch_size",
+                format!(
+                    "{} exceeds the {} training items: no full batch",
+                    t.batch_size,
+                    loader.items_per_epoch()
+                ),
+            ));
+        }
+        let schedule = plan.schedule(loader.batches_per_epoch())?;
+        let optim = AntmmfOptimizer::new(&plan.optimizer_config()?, &model);
+        let val = evaluator(Split::Val, "val")?;
+        let validate = val.is_some();
+        let hooks = Hooks::<B> { evaluator: val };
+        let (inner, s) = launch(
+            model.clone(),
+            optim,
+            schedule,
+            device.clone(),
+            TrainRun {
+                loader: Arc::new(loader),
+                hooks: Arc::new(hooks),
+                settings: plan.trainer_settings(validate),
+                run: run.clone(),
+                start,
+            },
+        )?;
+        trained = Some(inner);
+        summary = Some(s);
+    }
+    let final_model = match trained {
+        Some(m) => m,
+        None => model.valid(),
+    };
+    let mut evaluations = BTreeMap::new();
+    for (wanted, split, name) in [
+        (plan.run_type.val, Split::Val, "val"),
+        (
+            plan.run_type.inference || plan.run_type.predict,
+            Split::Test,
+            "test",
+        ),
+    ] {
+        if !wanted {
+            continue;
+        }
+        match evaluator(split, name)? {
+            Some(e) => {
+                let m = e.evaluate(&final_model.univl)?;
+                let shown: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                log::info!("{name}: {}", shown.join(", "));
+                evaluations.insert(name.to_string(), m);
+            }
+            None => {
+                log::warn!("run_type asks for {name} but the dataset has no {name} annotations")
+            }
+        }
+    }
+    let metrics = serde_json::json!({
+        "evaluations": evaluations,
+        "train": summary.as_ref().map(|s| serde_json::json!({
+            "iterations": s.state.iteration,
+            "best_metric": s.state.best_metric,
+            "best_iteration": s.state.best_iteration,
+            "final_checkpoint": s.final_checkpoint,
+            "skipped_nan_steps": s.state.skipped_nan_steps,
+            "early_stopped": s.early_stopped,
+        })),
+    });
+    let path = run.root().join("metrics.json");
+    write_atomic(
+        &path,
+        serde_json::to_string_pretty(&metrics)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .map_err(|e| RunError::Io(format!("{}: {e}", path.display())))?;
+    Ok(RunReport {
+        run_dir: run.root().to_path_buf(),
+        train: summary,
+        evaluations,
+    })
+}

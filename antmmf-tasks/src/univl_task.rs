@@ -1,0 +1,543 @@
+//! The four UniVL training heads on one skeleton: AntMMF's `video_pretraining`,
+//! `video_text_retrieval`, `video_text_classification` (open QA) and `video_multi_choice_qa`
+//! (`prj/base_vtp/roi_univl/univl/model/univl_video_{pretrain,ret,cls,multi_choice_qa}.py`).
+//!
+//! [`task_forward`] computes a head's losses (and its scores) from a batch on any backend, so the
+//! training step (autodiff backend) and validation (inner backend) share it. Each head adds only
+//! its forward and losses:
+//! - retrieval: L1 MIL-NCE over the clip-level similarity (logsumexp over clips), L2 MIL-NCE of
+//!   the cross encoder over a `[batch, batch]` matrix whose rows are the hard negatives mined
+//!   from L1 (`hard_example_mining`, `re_sample_method`, `re_weight_method: median`) or all pairs;
+//! - pretraining: retrieval's losses on the masked caption (L1 from the unmasked ids), or the MoCo
+//!   loss against the queues for L1 (`with_moco`), plus MLM on the positive pairs' cross output
+//!   and ITM with false captions;
+//! - open QA: cross-entropy (or BCE for multi-label) of the classifier on the cross pooled output;
+//! - MC-QA: softmax over `similarity_dense` scores of (option, video) pairs.
+
+use antmmf_data::batch::VideoTextBatch;
+use antmmf_models::losses::{
+    MocoInputs, ResampleMethod, bce_with_logits, cross_entropy, hard_negative_index_tensor,
+    l1_mil_nce_loss, l2_mil_nce_loss, masked_cross_entropy, median_reweight, moco_cross_modal_loss,
+    multiple_choice_loss, reduce_clips,
+};
+use antmmf_models::univl::Univl;
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor};
+use burn::train::{InferenceStep, ItemLazy, TrainOutput, TrainStep};
+use std::fmt;
+
+/// `model_attributes.univl.training_head_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TaskHead {
+    /// `video_pretraining`.
+    Pretrain,
+    /// `video_text_retrieval`.
+    Retrieval,
+    /// `video_text_classification` (open QA).
+    Classification,
+    /// `video_multi_choice_qa`.
+    MultiChoice,
+}
+
+impl TaskHead {
+    /// Parses AntMMF's `training_head_type`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "video_pretraining" | "pretraining" => Some(Self::Pretrain),
+            "video_text_retrieval" => Some(Self::Retrieval),
+            "video_text_classification" => Some(Self::Classification),
+            "video_multi_choice_qa" => Some(Self::MultiChoice),
+            _ => None,
+        }
+    }
+
+    /// AntMMF's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pretrain => "video_pretraining",
+            Self::Retrieval => "video_text_retrieval",
+            Self::Classification => "video_text_classification",
+            Self::MultiChoice => "video_multi_choice_qa",
+        }
+    }
+}
+
+/// Loss settings of a head (from `model_attributes.univl`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskSettings {
+    /// The head.
+    pub head: TaskHead,
+    /// Mine L2 negatives from L1 scores.
+    pub hard_example_mining: bool,
+    /// `nearliest` or `top_k`.
+    pub re_sample_method: String,
+    /// `median` row weights (`None` for none).
+    pub re_weight_method: Option<String>,
+    /// Use MoCo queues for the pretraining L1 loss.
+    pub with_moco: bool,
+    /// MoCo temperature `T`.
+    pub moco_temperature: f64,
+    /// Multi-label classification (BCE) instead of single-label (CE).
+    pub multi_label: bool,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        Self {
+            head: TaskHead::Retrieval,
+            hard_example_mining: false,
+            re_sample_method: "nearliest".into(),
+            re_weight_method: None,
+            with_moco: false,
+            moco_temperature: 0.05,
+            multi_label: false,
+        }
+    }
+}
+
+/// A head's forward and loss failed (shapes, missing batch fields, missing model parts).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{head}: {message}")]
+pub struct TaskError {
+    /// The head.
+    pub head: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Losses and scores of one batch.
+#[derive(Debug, Clone)]
+pub struct TaskForward<B: Backend> {
+    /// Sum of the losses `[1]`.
+    pub total: Tensor<B, 1>,
+    /// Named losses, AntMMF's names.
+    pub parts: Vec<(&'static str, Tensor<B, 1>)>,
+    /// Scores for evaluation: QA logits `[B, labels]`, MC-QA option scores `[B, K]`.
+    pub scores: Option<Tensor<B, 2>>,
+}
+
+fn err(head: TaskHead, message: impl fmt::Display) -> TaskError {
+    TaskError {
+        head: head.name(),
+        message: message.to_string(),
+    }
+}
+
+/// Rows of `x` (first dim) picked by `index` (`[n]`).
+fn take<B: Backend, const D: usize, K>(
+    x: Tensor<B, D, K>,
+    index: Tensor<B, 1, Int>,
+) -> Tensor<B, D, K>
+where
+    K: burn::tensor::TensorKind<B> + burn::tensor::BasicOps<B>,
+{
+    x.select(0, index)
+}
+
+/// The L2 score matrix `[B, B]` of the cross encoder: row `i` pairs text `i` with the videos
+/// `order[i, :]` (its ground truth at column `i`).
+#[allow(clippy::too_many_arguments)]
+fn l2_matrix<B: Backend>(
+    model: &Univl<B>,
+    head: TaskHead,
+    ids: Tensor<B, 2, Int>,
+    mask: Tensor<B, 2, Int>,
+    segments: Tensor<B, 2, Int>,
+    clip_tokens: Tensor<B, 3>,
+    clip_mask: Tensor<B, 2, Int>,
+    order: Tensor<B, 2, Int>,
+) -> Result<(Tensor<B, 2>, antmmf_models::univl::CrossOutput<B>), TaskError> {
+    let [b, l] = ids.dims();
+    let [_, c, h] = clip_tokens.dims();
+    let rep = |t: Tensor<B, 2, Int>| t.unsqueeze_dim::<3>(1).repeat_dim(1, b).reshape([b * b, l]);
+    let flat = order.reshape([b * b]);
+    let videos = take(clip_tokens, flat.clone()).reshape([b * b, c, h]);
+    let vmask = take(clip_mask, flat);
+    let cross = model
+        .cross(rep(ids), rep(mask), Some(rep(segments)), videos, vmask)
+        .map_err(|e| err(head, e))?;
+    let scores = model.l2_score(cross.pooled.clone()).reshape([b, b]);
+    Ok((scores, cross))
+}
+
+/// The identity arrangement: row `i` lists videos `0..B` (ground truth on the diagonal).
+fn all_pairs<B: Backend>(b: usize, device: &B::Device) -> Tensor<B, 2, Int> {
+    Tensor::<B, 1, Int>::arange(0..b as i64, device)
+        .reshape([1, b])
+        .repeat_dim(0, b)
+}
+
+/// Stage 1 and stage 2 of retrieval (and of pretraining), returning the L2 cross output too.
+#[allow(clippy::type_complexity)]
+fn retrieval_losses<B: Backend>(
+    model: &Univl<B>,
+    s: &TaskSettings,
+    batch: &VideoTextBatch<B>,
+    l2_ids: Tensor<B, 2, Int>,
+    training: bool,
+) -> Result<
+    (
+        Vec<(&'static str, Tensor<B, 1>)>,
+        antmmf_models::univl::CrossOutput<B>,
+        Tensor<B, 3>,
+        Tensor<B, 2>,
+    ),
+    TaskError,
+> {
+    let head = s.head;
+    let device = batch.video.device();
+    let text = model.encode_text(
+        batch.input_ids_unmasked.clone(),
+        batch.input_mask.clone(),
+        Some(batch.segment_ids.clone()),
+    );
+    let video = model
+        .encode_video(batch.video.clone(), batch.clip_mask.clone())
+        .map_err(|e| err(head, e))?;
+    let b = batch.len();
+    let mut parts = Vec::new();
+    let clip_sim = Univl::<B>::l1_clip_similarity(
+        text.l1.clone(),
+        video.l1.clone(),
+        Some(batch.clip_mask.clone()),
+    );
+    let l1 = reduce_clips(clip_sim.clone());
+    if s.with_moco && head == TaskHead::Pretrain {
+        let keys = model
+            .moco_keys(
+                batch.input_ids_unmasked.clone(),
+                batch.input_mask.clone(),
+                batch.video.clone(),
+                batch.clip_mask.clone(),
+            )
+            .map_err(|e| err(head, e))?;
+        let (tq, vq) = match (model.text_queue(), model.video_queue()) {
+            (Some(t), Some(v)) => (t, v),
+            _ => {
+                return Err(err(
+                    head,
+                    "with_moco is set but the model has no MoCo queues",
+                ));
+            }
+        };
+        let [_, c, h] = video.l1.dims();
+        let loss = moco_cross_modal_loss(
+            MocoInputs {
+                text_query: text.l1.clone(),
+                clip_query: video.l1.clone().reshape([b * c, h]),
+                text_keys: keys.text.clone(),
+                clip_keys: keys.video.clone().reshape([b * c, h]),
+                text_queue: tq,
+                clip_queue: vq,
+            },
+            c,
+            s.moco_temperature,
+        )
+        .map_err(|e| err(head, e))?;
+        parts.push(("level1_similarity_loss", loss));
+        if training {
+            model
+                .dequeue_and_enqueue(keys.text, keys.video.reshape([b * c, h]))
+                .map_err(|e| err(head, e))?;
+        }
+    } else {
+        let loss = l1_mil_nce_loss(clip_sim).map_err(|e| err(head, e))?;
+        parts.push(("level1_similarity_loss", loss));
+    }
+    let order = if training && s.hard_example_mining {
+        let method = s
+            .re_sample_method
+            .parse::<ResampleMethod>()
+            .map_err(|e| err(head, e))?;
+        hard_negative_index_tensor(l1.clone().detach(), 0, b, method).map_err(|e| err(head, e))?
+    } else {
+        all_pairs::<B>(b, &device)
+    };
+    let (l2, cross) = l2_matrix(
+        model,
+        head,
+        l2_ids,
+        batch.input_mask.clone(),
+        batch.segment_ids.clone(),
+        video.clip_tokens.clone(),
+        batch.clip_mask.clone(),
+        order,
+    )?;
+    let weights =
+        if training && s.hard_example_mining && s.re_weight_method.as_deref() == Some("median") {
+            let eye = Tensor::<B, 2>::eye(b, &device);
+            Some(median_reweight(
+                (l1.clone().detach() * eye).sum_dim(1).reshape([b]),
+            ))
+        } else {
+            None
+        };
+    let l2_loss = l2_mil_nce_loss(l2, weights).map_err(|e| err(head, e))?;
+    parts.push(("level2_similarity_loss", l2_loss));
+    Ok((parts, cross, video.clip_tokens, l1))
+}
+
+/// A head's losses and scores on a batch (`training` turns on mining, MoCo queue updates).
+pub fn task_forward<B: Backend>(
+    model: &Univl<B>,
+    s: &TaskSettings,
+    batch: &VideoTextBatch<B>,
+    training: bool,
+) -> Result<TaskForward<B>, TaskError> {
+    let head = s.head;
+    let b = batch.len();
+    if b == 0 {
+        return Err(err(head, "empty batch"));
+    }
+    let device = batch.video.device();
+    let (parts, scores) = match head {
+        TaskHead::Retrieval => {
+            let (parts, _, _, _) =
+                retrieval_losses(model, s, batch, batch.input_ids_unmasked.clone(), training)?;
+            (parts, None)
+        }
+        TaskHead::Pretrain => {
+            // L2, MLM and the ITM positive use the masked caption.
+            let (mut parts, cross, clip_tokens, _) =
+                retrieval_losses(model, s, batch, batch.input_ids.clone(), training)?;
+            // The positive pairs sit at flattened positions i * B + i.
+            let diag = Tensor::<B, 1, Int>::arange(0..b as i64, &device).mul_scalar(b as i64 + 1);
+            let pos_text = take(cross.text, diag.clone());
+            let pos_pooled = take(cross.pooled, diag);
+            let logits = model.mlm_logits(pos_text);
+            let mlm = masked_cross_entropy(
+                logits,
+                batch.lm_label_ids.clone(),
+                antmmf_data::text::IGNORE_LABEL,
+            )
+            .map_err(|e| err(head, e))?;
+            parts.push(("masked_lm_loss", mlm.loss));
+            if let (Some(fids), Some(fmask), Some(fseg)) = (
+                batch.false_input_ids.clone(),
+                batch.false_input_mask.clone(),
+                batch.false_segment_ids.clone(),
+            ) {
+                let neg = model
+                    .cross(
+                        fids,
+                        fmask,
+                        Some(fseg),
+                        clip_tokens,
+                        batch.clip_mask.clone(),
+                    )
+                    .map_err(|e| err(head, e))?;
+                let itm = model.itm_logits(Tensor::cat(vec![pos_pooled, neg.pooled], 0));
+                let labels = Tensor::cat(
+                    vec![
+                        Tensor::<B, 1, Int>::ones([b], &device),
+                        Tensor::<B, 1, Int>::zeros([b], &device),
+                    ],
+                    0,
+                );
+                let loss = cross_entropy(itm, labels).map_err(|e| err(head, e))?;
+                parts.push(("itm_loss", loss));
+            }
+            (parts, None)
+        }
+        TaskHead::Classification => {
+            let video = model
+                .encode_video(batch.video.clone(), batch.clip_mask.clone())
+                .map_err(|e| err(head, e))?;
+            let cross = model
+                .cross(
+                    batch.input_ids_unmasked.clone(),
+                    batch.input_mask.clone(),
+                    Some(batch.segment_ids.clone()),
+                    video.clip_tokens,
+                    batch.clip_mask.clone(),
+                )
+                .map_err(|e| err(head, e))?;
+            let logits = model.classify(cross.pooled).map_err(|e| err(head, e))?;
+            let loss = if s.multi_label {
+                let targets = batch
+                    .multi_labels
+                    .clone()
+                    .ok_or_else(|| err(head, "the batch has no multi-label targets"))?;
+                bce_with_logits(logits.clone(), targets).map_err(|e| err(head, e))?
+            } else {
+                let labels = batch
+                    .labels
+                    .clone()
+                    .ok_or_else(|| err(head, "the batch has no labels"))?;
+                cross_entropy(logits.clone(), labels).map_err(|e| err(head, e))?
+            };
+            (vec![("cross_entropy", loss)], Some(logits))
+        }
+        TaskHead::MultiChoice => {
+            let (ids, mask, seg) = match (
+                batch.option_ids.clone(),
+                batch.option_mask.clone(),
+                batch.option_segments.clone(),
+            ) {
+                (Some(i), Some(m), Some(s)) => (i, m, s),
+                _ => return Err(err(head, "the batch has no options")),
+            };
+            let [_, k, l] = ids.dims();
+            let video = model
+                .encode_video(batch.video.clone(), batch.clip_mask.clone())
+                .map_err(|e| err(head, e))?;
+            let [_, c, h] = video.clip_tokens.dims();
+            let clips = video
+                .clip_tokens
+                .unsqueeze_dim::<4>(1)
+                .repeat_dim(1, k)
+                .reshape([b * k, c, h]);
+            let cmask = batch
+                .clip_mask
+                .clone()
+                .unsqueeze_dim::<3>(1)
+                .repeat_dim(1, k)
+                .reshape([b * k, c]);
+            let cross = model
+                .cross(
+                    ids.reshape([b * k, l]),
+                    mask.reshape([b * k, l]),
+                    Some(seg.reshape([b * k, l])),
+                    clips,
+                    cmask,
+                )
+                .map_err(|e| err(head, e))?;
+            let scores = model.l2_score(cross.pooled).reshape([b, k]);
+            let answers = batch
+                .answers
+                .clone()
+                .ok_or_else(|| err(head, "the batch has no answers"))?;
+            let out = multiple_choice_loss(scores.clone(), answers).map_err(|e| err(head, e))?;
+            (vec![("cross_entropy", out.loss)], Some(scores))
+        }
+    };
+    let mut total = Tensor::<B, 1>::zeros([1], &device);
+    for (_, p) in &parts {
+        total = total + p.clone();
+    }
+    Ok(TaskForward {
+        total,
+        parts,
+        scores,
+    })
+}
+
+/// A UniVL model with its head settings: the module burn-train trains.
+#[derive(Module, Debug)]
+pub struct UnivlTask<B: Backend> {
+    /// The model.
+    pub univl: Univl<B>,
+    /// The head and loss settings.
+    #[module(skip)]
+    pub settings: TaskSettings,
+}
+
+/// A train or inference step's output: the synced loss values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutput {
+    /// Total loss.
+    pub total: f64,
+    /// Named losses.
+    pub parts: Vec<(String, f64)>,
+    /// Samples in the batch.
+    pub batch_size: usize,
+}
+
+impl ItemLazy for StepOutput {
+    type ItemSync = StepOutput;
+    fn sync(self) -> StepOutput {
+        self
+    }
+}
+
+impl crate::trainer::LossReport for StepOutput {
+    fn total_loss(&self) -> f64 {
+        self.total
+    }
+    fn loss_parts(&self) -> Vec<(String, f64)> {
+        self.parts.clone()
+    }
+}
+
+fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
+    use burn::tensor::ElementConversion;
+    t.into_scalar().elem::<f64>()
+}
+
+/// Synced values of a forward (one host read per loss).
+pub fn step_output<B: Backend>(fwd: &TaskForward<B>, batch_size: usize) -> StepOutput {
+    StepOutput {
+        total: scalar(fwd.total.clone()),
+        parts: fwd
+            .parts
+            .iter()
+            .map(|(n, t)| (n.to_string(), scalar(t.clone())))
+            .collect(),
+        batch_size,
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for UnivlTask<B> {
+    type Input = VideoTextBatch<B>;
+    type Output = StepOutput;
+
+    fn step(&self, batch: VideoTextBatch<B>) -> TrainOutput<StepOutput> {
+        let n = batch.len();
+        match task_forward(&self.univl, &self.settings, &batch, true) {
+            Ok(fwd) => {
+                let out = step_output(&fwd, n);
+                TrainOutput::new(self, fwd.total.backward(), out)
+            }
+            Err(e) => {
+                // Reported as a non-finite loss named after the error, so the loop stops (or
+                // skips) with the message instead of panicking.
+                log::error!("{e}");
+                let zero = Tensor::<B, 1>::zeros([1], &batch.video.device());
+                TrainOutput::new(
+                    self,
+                    zero.backward(),
+                    StepOutput {
+                        total: f64::NAN,
+                        parts: vec![(format!("{e}"), f64::NAN)],
+                        batch_size: n,
+                    },
+                )
+            }
+        }
+    }
+}
+
+impl<B: Backend> InferenceStep for UnivlTask<B> {
+    type Input = VideoTextBatch<B>;
+    type Output = StepOutput;
+
+    fn step(&self, batch: VideoTextBatch<B>) -> StepOutput {
+        let n = batch.len();
+        match task_forward(&self.univl, &self.settings, &batch, false) {
+            Ok(fwd) => step_output(&fwd, n),
+            Err(e) => StepOutput {
+                total: f64::NAN,
+                parts: vec![(e.to_string(), f64::NAN)],
+                batch_size: n,
+            },
+        }
+    }
+}
+
+impl<B: AutodiffBackend> UnivlTask<B> {
+    /// MoCo's momentum update of the key encoders (a no-op without MoCo).
+    pub fn momentum_update(self) -> Self {
+        if self.univl.moco.is_none() {
+            return self;
+        }
+        let m = self.univl.momentum();
+        Self {
+            univl: self.univl.momentum_update(m),
+            settings: self.settings,
+        }
+    }
+}
+
+/// `UnivlTask<B>`'s inference twin, for code that names it.
+pub type InferenceTask<B> = <UnivlTask<B> as AutodiffModule<B>>::InnerModule;
