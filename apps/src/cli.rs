@@ -113,18 +113,8 @@ impl CommonArgs {
     }
 }
 
-/// Config keys this build acts on (patterns: `*` is one segment, a trailing `**` any suffix).
-/// Keys a user sets that match none of these are declared by AntMMF but ignored here, and are
-/// listed once as a warning. Each flow adds the keys it reads as it lands.
-pub const ACTED_ON_KEYS: &[&str] = &[
-    "includes",
-    "training_parameters.batch_size",
-    "training_parameters.test_batch_size",
-    "training_parameters.seed",
-    "training_parameters.save_dir",
-    "training_parameters.logger_level",
-    "training_parameters.local_rank",
-];
+/// Config keys this build acts on (see [`antmmf_tasks::run::ACTED_ON_KEYS`]).
+pub use antmmf_tasks::run::ACTED_ON_KEYS;
 
 /// Logs, once, the user-set keys that this build does not act on.
 pub fn warn_ignored_keys(config: &Config) {
