@@ -85,7 +85,8 @@ fn config_reads_antmmf_keys_and_names_bad_ones() {
          vocab_size: 120\n        pretrained: false\n    cross_encoder:\n      params:\n        \
          num_hidden_layers: 3\n    image_encoder:\n      type: VideoSwinEncoder\n      params:\n        \
          model_path: None\n        embed_dim: 8\n        depths: [1, 1]\n        num_heads: [1, 2]\n        \
-         window_size: [2, 2, 2]\n        patch_size: [1, 4, 4]\n        gradient_checkpointing: [false, false]\n",
+         window_size: [2, 2, 2]\n        patch_size: [1, 4, 4]\n        gradient_checkpointing: [false, false]\n        \
+         encoder_type: resnet50\n        pool_type: avg\n",
     )
     .expect("config loads");
     let univl = UnivlConfig::from_config(&good).expect("univl view");
@@ -101,6 +102,14 @@ fn config_reads_antmmf_keys_and_names_bad_ones() {
     };
     let swin = swin.to_swin_config().unwrap();
     assert_eq!((swin.embed_dim, swin.out_dim()), (8, 16));
+    let ImageEncoderConfig::VideoSwinEncoder(params) = &univl.image_encoder else {
+        unreachable!()
+    };
+    assert_eq!(
+        params.other.keys().collect::<Vec<_>>(),
+        ["encoder_type", "pool_type"],
+        "AntMMF's leftover keys are kept aside (and ignored)"
+    );
     assert!(swin.temporal_stride_one, "VIOLET variant by default");
     assert!(univl.stage1() && univl.stage2());
     let model = univl.init::<B>(&Default::default()).expect("init");

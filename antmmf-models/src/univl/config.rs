@@ -6,6 +6,7 @@
 //! encoders they build (`antmmf/modules/encoders/text_encoder.py::PretrainedTransformerEncoder`,
 //! `visual_encoder.py::VideoSwinEncoder`, `clip_visual_encoder.py::VitImageEncoder`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -201,7 +202,7 @@ pub enum SwinPreset {
 
 /// `image_encoder.params` of `VideoSwinEncoder`: AntMMF's keys plus the architecture keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct VideoSwinParams {
     /// Load weights from `model_path` (AntMMF downloads when it is null; here: random init).
     pub pretrained: Option<bool>,
@@ -227,9 +228,66 @@ pub struct VideoSwinParams {
     pub patch_size: Option<[usize; 3]>,
     /// MLP width ratio.
     pub mlp_ratio: Option<f64>,
+    /// Other keys. AntMMF's `VideoSwinEncoder(**kwargs)` swallows them (AntMMF's own configs
+    /// leave an included encoder's `encoder_type`, `pool_type`... there), so they are ignored
+    /// with a warning, unless one looks like a misspelt parameter: that is an error.
+    #[serde(flatten, skip_serializing)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// The parameters [`VideoSwinParams`] reads.
+const SWIN_PARAMS: &[&str] = &[
+    "pretrained",
+    "freeze",
+    "gradient_checkpointing",
+    "model_path",
+    "preset",
+    "variant",
+    "embed_dim",
+    "depths",
+    "num_heads",
+    "window_size",
+    "patch_size",
+    "mlp_ratio",
+];
+
+/// Levenshtein distance (for "did you mean" on misspelt keys).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 impl VideoSwinParams {
+    /// Rejects unknown keys that look like a misspelt parameter; warns about the others.
+    pub fn check_other_keys(&self) -> Result<(), UnivlError> {
+        for key in self.other.keys() {
+            let path = format!("image_encoder.params.{key}");
+            if let Some(known) = SWIN_PARAMS
+                .iter()
+                .find(|k| edit_distance(key, k) <= 2.min(k.len() / 3).max(1))
+            {
+                return Err(config_error(
+                    &path,
+                    format!("unknown VideoSwinEncoder parameter; did you mean `{known}`?"),
+                ));
+            }
+            log::warn!(
+                "{UNIVL_CONFIG_PATH}.{path} is not a VideoSwinEncoder parameter: ignored, as \
+                 AntMMF's **kwargs does"
+            );
+        }
+        Ok(())
+    }
+
     /// The backbone configuration these parameters describe (no classification head).
     pub fn to_swin_config(&self) -> Result<VideoSwinConfig, UnivlError> {
         let key = |k: &str| format!("image_encoder.params.{k}");
@@ -684,7 +742,10 @@ impl UnivlConfig {
             ));
         }
         match &self.image_encoder {
-            ImageEncoderConfig::VideoSwinEncoder(p) => p.to_swin_config().map(|_| ()),
+            ImageEncoderConfig::VideoSwinEncoder(p) => {
+                p.check_other_keys()?;
+                p.to_swin_config().map(|_| ())
+            }
             ImageEncoderConfig::VitImageEncoder(p) => p.to_clip_config().map(|_| ()),
         }
     }
