@@ -10,6 +10,7 @@ pub mod config;
 pub mod fsutil;
 pub mod logging;
 pub mod run_dir;
+pub mod tensorboard;
 
 pub use config::{Config, ConfigError, ConfigSources};
 

@@ -416,6 +416,16 @@ where
                 || s.max_epochs.is_some_and(|m| st.epoch >= m)
         };
         let mut history = Vec::new();
+        let mut events = match antmmf_core::tensorboard::EventWriter::create(&self.run.logs_dir()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::warn!(
+                    "no TensorBoard event file in {}: {e}",
+                    self.run.logs_dir().display()
+                );
+                None
+            }
+        };
         let mut interval = IntervalStats::default();
         let mut accumulator = GradientsAccumulator::new();
         let mut accumulated = 0usize;
@@ -504,10 +514,21 @@ where
                     let record =
                         interval.finish(iteration, learner.lr_current(), self.grad_norm.get());
                     log_line(&record, s, per_epoch, &state);
+                    if let Some(w) = events.as_mut() {
+                        write_train_scalars(w, &record);
+                    }
                     history.push(record);
                 }
                 if snapshot_now {
                     let improved = self.snapshot(learner, &mut state, &history)?;
+                    if let Some(w) = events.as_mut()
+                        && let Err(e) = w.scalars(
+                            iteration,
+                            state.last_metrics.iter().map(|(k, v)| (k.as_str(), *v)),
+                        )
+                    {
+                        log::warn!("TensorBoard event file: {e}");
+                    }
                     last_good = Some(self.run.iteration_checkpoint(iteration, CKPT_EXT));
                     if improved {
                         since_improvement = 0;
@@ -762,6 +783,21 @@ impl IntervalStats {
         grad_norm: Option<f64>,
     ) -> Option<LogRecord> {
         (self.n > 0).then(|| self.finish(iteration, lr, grad_norm))
+    }
+}
+
+fn write_train_scalars(w: &mut antmmf_core::tensorboard::EventWriter, r: &LogRecord) {
+    let mut values: Vec<(String, f64)> = vec![
+        ("train/total_loss".into(), r.loss),
+        ("train/lr".into(), r.lr),
+        ("train/sec_per_iter".into(), r.sec_per_iter),
+    ];
+    if let Some(g) = r.grad_norm {
+        values.push(("train/grad_norm".into(), g));
+    }
+    values.extend(r.parts.iter().map(|(k, v)| (format!("train/{k}"), *v)));
+    if let Err(e) = w.scalars(r.iteration, values.iter().map(|(k, v)| (k.as_str(), *v))) {
+        log::warn!("TensorBoard event file: {e}");
     }
 }
 

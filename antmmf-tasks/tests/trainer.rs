@@ -275,6 +275,31 @@ fn trains_snapshots_rotates_and_keeps_best() {
     assert!(summary.state.best_metric.unwrap() < 0.1);
     let metrics = std::fs::read_to_string(run.logs_dir().join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 4);
+    // TensorBoard: train scalars at every log line, validation metrics at every snapshot.
+    let event_file = std::fs::read_dir(run.logs_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })
+        .expect("an event file");
+    let scalars =
+        antmmf_core::tensorboard::read_scalars(&std::fs::read(event_file).unwrap()).unwrap();
+    let losses: Vec<i64> = scalars
+        .iter()
+        .filter(|s| s.1 == "train/total_loss")
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(losses, vec![5, 10, 15, 20, 25, 30, 35, 40]);
+    let vals: Vec<i64> = scalars
+        .iter()
+        .filter(|s| s.1 == "val/mse")
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(vals, vec![10, 20, 30, 40]);
 }
 
 #[test]
