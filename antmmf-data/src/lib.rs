@@ -6,10 +6,12 @@
 
 pub mod annotations;
 pub mod batch;
+pub mod check;
 pub mod dataset;
 pub mod dataset_config;
 pub mod loader;
 pub mod media;
+pub mod pack;
 pub mod synthetic;
 pub mod text;
 pub mod tokenizer;
