@@ -259,6 +259,7 @@ impl RunPlan {
                 && univl("with_moco").and_then(|v| v.as_bool()).unwrap_or(true),
             moco_temperature: univl("T").and_then(|v| v.as_f64()).unwrap_or(0.05),
             multi_label: false,
+            ..TaskSettings::default()
         };
         if !task.with_moco {
             model = model.with_moco_queues(None);
@@ -754,6 +755,24 @@ pub fn load_weights<B: Backend>(
     Ok(model.load_record(record))
 }
 
+/// The `[CLS]`, `[SEP]` and `[MASK]` ids of a vocabulary (BERT's defaults where absent).
+pub fn special_ids(
+    tokenizer: &antmmf_data::tokenizer::BertTokenizer,
+) -> crate::univl_task::SpecialIds {
+    let d = crate::univl_task::SpecialIds::default();
+    let id = |t: &str, default: i64| {
+        tokenizer
+            .token_to_id(t)
+            .map(|i| i as i64)
+            .unwrap_or(default)
+    };
+    crate::univl_task::SpecialIds {
+        cls: id("[CLS]", d.cls),
+        sep: id("[SEP]", d.sep),
+        mask: id("[MASK]", d.mask),
+    }
+}
+
 /// Builds the model of a plan (pretrained weights when configured).
 pub fn build_model<B: Backend>(
     plan: &RunPlan,
@@ -822,6 +841,7 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
     let mut trained: Option<UnivlTask<B::InnerBackend>> = None;
     if plan.run_type.train {
         let ds = plan.dataset(Split::Train)?;
+        model.settings.special_ids = special_ids(ds.caption_processor().tokenizer());
         let loader = DeterministicLoader::<B>::new(
             Arc::new(ds),
             LoaderConfig::train(

@@ -23,7 +23,7 @@ use antmmf_models::losses::{
 use antmmf_models::univl::Univl;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{ElementConversion, Int, Tensor};
 use burn::train::{InferenceStep, ItemLazy, TrainOutput, TrainStep};
 use std::fmt;
 
@@ -80,6 +80,33 @@ pub struct TaskSettings {
     pub moco_temperature: f64,
     /// Multi-label classification (BCE) instead of single-label (CE).
     pub multi_label: bool,
+    /// Pretraining: probability per step of attention-guided masking instead of the caption
+    /// processor's random masks (AntMMF: 0.5).
+    pub attentive_mask_prob: f64,
+    /// `[CLS]`, `[SEP]`, `[MASK]` ids of the vocabulary.
+    pub special_ids: SpecialIds,
+}
+
+/// Special token ids of the caption vocabulary (bert-base-uncased and bert-base-chinese share
+/// them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpecialIds {
+    /// `[CLS]`.
+    pub cls: i64,
+    /// `[SEP]`.
+    pub sep: i64,
+    /// `[MASK]`.
+    pub mask: i64,
+}
+
+impl Default for SpecialIds {
+    fn default() -> Self {
+        Self {
+            cls: 101,
+            sep: 102,
+            mask: 103,
+        }
+    }
 }
 
 impl Default for TaskSettings {
@@ -92,6 +119,8 @@ impl Default for TaskSettings {
             with_moco: false,
             moco_temperature: 0.05,
             multi_label: false,
+            attentive_mask_prob: 0.5,
+            special_ids: SpecialIds::default(),
         }
     }
 }
@@ -174,6 +203,7 @@ fn retrieval_losses<B: Backend>(
     model: &Univl<B>,
     s: &TaskSettings,
     batch: &VideoTextBatch<B>,
+    text: antmmf_models::univl::TextOutput<B>,
     l2_ids: Tensor<B, 2, Int>,
     training: bool,
 ) -> Result<
@@ -187,11 +217,6 @@ fn retrieval_losses<B: Backend>(
 > {
     let head = s.head;
     let device = batch.video.device();
-    let text = model.encode_text(
-        batch.input_ids_unmasked.clone(),
-        batch.input_mask.clone(),
-        Some(batch.segment_ids.clone()),
-    );
     let video = model
         .encode_video(batch.video.clone(), batch.clip_mask.clone())
         .map_err(|e| err(head, e))?;
@@ -278,6 +303,61 @@ fn retrieval_losses<B: Backend>(
     Ok((parts, cross, video.clip_tokens, l1))
 }
 
+/// AntMMF's attention-guided masking: in each caption, `max(int(n * 0.15), 1)` of its `n`
+/// non-special tokens are drawn without replacement with probability proportional to their
+/// word importance (attention received in the text encoder) and replaced by `[MASK]`; the
+/// labels are the original ids there and the ignore label elsewhere. The draws come from the
+/// backend's generator (seeded per iteration by the training loop).
+///
+/// # Shapes
+/// - `ids`: `[B, L]`, `importance`: `[B, L]`
+/// - output: masked ids `[B, L]`, labels `[B, L]`
+pub fn attentive_mask<B: Backend>(
+    ids: &Tensor<B, 2, Int>,
+    importance: Tensor<B, 2>,
+    special: SpecialIds,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let [b, l] = ids.dims();
+    let device = ids.device();
+    let noise = Tensor::<B, 2>::random(
+        [b, l],
+        burn::tensor::Distribution::Uniform(0.0, 1.0),
+        &device,
+    );
+    let ids_host: Vec<i64> = ids.clone().into_data().iter::<i64>().collect();
+    let imp: Vec<f32> = importance.detach().into_data().iter::<f32>().collect();
+    let u: Vec<f32> = noise.into_data().iter::<f32>().collect();
+    let mut masked = ids_host.clone();
+    let mut labels = vec![antmmf_data::text::IGNORE_LABEL; b * l];
+    for row in 0..b {
+        // Gumbel top-k on log-weights: k draws without replacement, proportional to weight.
+        let mut keys: Vec<(f64, usize)> = (0..l)
+            .filter(|&j| {
+                let id = ids_host[row * l + j];
+                id != 0 && id != special.cls && id != special.sep
+            })
+            .map(|j| {
+                let w = f64::from(imp[row * l + j].max(0.0)) + 1e-6;
+                let g = -(-(f64::from(u[row * l + j]).clamp(1e-12, 1.0 - 1e-12)).ln()).ln();
+                (w.ln() + g, j)
+            })
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let k = ((keys.len() as f64 * 0.15) as usize).max(1);
+        keys.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for &(_, j) in keys.iter().take(k) {
+            labels[row * l + j] = ids_host[row * l + j];
+            masked[row * l + j] = special.mask;
+        }
+    }
+    (
+        Tensor::from_data(burn::tensor::TensorData::new(masked, [b, l]), &device),
+        Tensor::from_data(burn::tensor::TensorData::new(labels, [b, l]), &device),
+    )
+}
+
 /// A head's losses and scores on a batch (`training` turns on mining, MoCo queue updates).
 pub fn task_forward<B: Backend>(
     model: &Univl<B>,
@@ -293,25 +373,57 @@ pub fn task_forward<B: Backend>(
     let device = batch.video.device();
     let (parts, scores) = match head {
         TaskHead::Retrieval => {
-            let (parts, _, _, _) =
-                retrieval_losses(model, s, batch, batch.input_ids_unmasked.clone(), training)?;
+            let text = model.encode_text(
+                batch.input_ids_unmasked.clone(),
+                batch.input_mask.clone(),
+                Some(batch.segment_ids.clone()),
+            );
+            let (parts, _, _, _) = retrieval_losses(
+                model,
+                s,
+                batch,
+                text,
+                batch.input_ids_unmasked.clone(),
+                training,
+            )?;
             (parts, None)
         }
         TaskHead::Pretrain => {
+            let attentive = training && s.attentive_mask_prob > 0.0 && {
+                let draw = Tensor::<B, 1>::random(
+                    [1],
+                    burn::tensor::Distribution::Uniform(0.0, 1.0),
+                    &device,
+                );
+                f64::from(draw.into_scalar().elem::<f32>()) < s.attentive_mask_prob
+            };
+            let (text, masked_ids, lm_labels) = if attentive {
+                let (text, importance) = model.encode_text_with_importance(
+                    batch.input_ids_unmasked.clone(),
+                    batch.input_mask.clone(),
+                    Some(batch.segment_ids.clone()),
+                );
+                let (ids, labels) =
+                    attentive_mask(&batch.input_ids_unmasked, importance, s.special_ids);
+                (text, ids, labels)
+            } else {
+                let text = model.encode_text(
+                    batch.input_ids_unmasked.clone(),
+                    batch.input_mask.clone(),
+                    Some(batch.segment_ids.clone()),
+                );
+                (text, batch.input_ids.clone(), batch.lm_label_ids.clone())
+            };
             // L2, MLM and the ITM positive use the masked caption.
             let (mut parts, cross, clip_tokens, _) =
-                retrieval_losses(model, s, batch, batch.input_ids.clone(), training)?;
+                retrieval_losses(model, s, batch, text, masked_ids, training)?;
             // The positive pairs sit at flattened positions i * B + i.
             let diag = Tensor::<B, 1, Int>::arange(0..b as i64, &device).mul_scalar(b as i64 + 1);
             let pos_text = take(cross.text, diag.clone());
             let pos_pooled = take(cross.pooled, diag);
             let logits = model.mlm_logits(pos_text);
-            let mlm = masked_cross_entropy(
-                logits,
-                batch.lm_label_ids.clone(),
-                antmmf_data::text::IGNORE_LABEL,
-            )
-            .map_err(|e| err(head, e))?;
+            let mlm = masked_cross_entropy(logits, lm_labels, antmmf_data::text::IGNORE_LABEL)
+                .map_err(|e| err(head, e))?;
             parts.push(("masked_lm_loss", mlm.loss));
             if let (Some(fids), Some(fmask), Some(fseg)) = (
                 batch.false_input_ids.clone(),
@@ -461,7 +573,6 @@ impl crate::trainer::LossReport for StepOutput {
 }
 
 fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
-    use burn::tensor::ElementConversion;
     t.into_scalar().elem::<f64>()
 }
 
@@ -541,3 +652,55 @@ impl<B: AutodiffBackend> UnivlTask<B> {
 
 /// `UnivlTask<B>`'s inference twin, for code that names it.
 pub type InferenceTask<B> = <UnivlTask<B> as AutodiffModule<B>>::InnerModule;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn attentive_mask_draws_15_percent_of_real_tokens_by_importance() {
+        let d = Default::default();
+        <Flex as Backend>::seed(&d, 5);
+        // Row 0: [CLS] 8 words [SEP] pad pad -> max(int(8 * 0.15), 1) = 1 masked token;
+        // row 1: [CLS] 20 words [SEP] -> 3 masked tokens.
+        let mut ids = vec![0i64; 2 * 22];
+        ids[0] = 101;
+        for j in 1..9 {
+            ids[j] = 1000 + j as i64;
+        }
+        ids[9] = 102;
+        ids[22] = 101;
+        for j in 1..21 {
+            ids[22 + j] = 2000 + j as i64;
+        }
+        ids[22 + 21] = 102;
+        let ids_t = Tensor::<Flex, 2, Int>::from_data(TensorData::new(ids.clone(), [2, 22]), &d);
+        // All importance on token 4 of row 0: it is always the one drawn.
+        let mut imp = vec![0.0f32; 44];
+        imp[4] = 50.0;
+        for j in 1..21 {
+            imp[22 + j] = 1.0;
+        }
+        let imp_t = Tensor::<Flex, 2>::from_data(TensorData::new(imp, [2, 22]), &d);
+        for _ in 0..20 {
+            let (m, l) = attentive_mask(&ids_t, imp_t.clone(), SpecialIds::default());
+            let m: Vec<i64> = m.into_data().iter::<i64>().collect();
+            let l: Vec<i64> = l.into_data().iter::<i64>().collect();
+            let masked0: Vec<usize> = (0..22).filter(|&j| m[j] == 103).collect();
+            assert_eq!(masked0, vec![4]);
+            assert_eq!(l[4], ids[4]);
+            let masked1 = (0..22).filter(|&j| m[22 + j] == 103).count();
+            assert_eq!(masked1, 3);
+            for j in 0..44 {
+                let special = ids[j] == 0 || ids[j] == 101 || ids[j] == 102;
+                if special {
+                    assert_eq!(m[j], ids[j]);
+                    assert_eq!(l[j], -1);
+                }
+                assert_eq!(l[j] != -1, m[j] == 103 && ids[j] != 103);
+            }
+        }
+    }
+}
