@@ -45,7 +45,9 @@ pub enum ImportError {
         message: String,
     },
     /// The file extension names no supported format.
-    #[error("{path}: unsupported weights format (expected .safetensors, .bin, .pth, .pt or .ckpt)")]
+    #[error(
+        "{path}: unsupported weights format (expected .safetensors, .bin, .pth, .pt, .ckpt or .mpk)"
+    )]
     UnsupportedFormat {
         /// The weights file.
         path: PathBuf,
@@ -216,6 +218,9 @@ impl LoadOptions {
 pub struct KeyMap {
     family: String,
     rules: Vec<(String, String)>,
+    /// `(first, second, fused)` key fragments: tensors `..first..` and `..second..` are
+    /// concatenated along dim 0 into `..fused..` before the rules run.
+    fusions: Vec<(String, String, String)>,
 }
 
 impl KeyMap {
@@ -228,7 +233,19 @@ impl KeyMap {
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
+            fusions: Vec::new(),
         }
+    }
+
+    /// Concatenates pairs of file tensors along dim 0 (PyTorch's output dimension of a `Linear`
+    /// weight or bias) before the rules run: a key containing `first` whose sibling (the same key
+    /// with `second` in its place) exists becomes one tensor under the key with `fused` in its
+    /// place. For checkpoints that split a projection the module keeps joint (HF PVT v2's
+    /// `key`/`value` into upstream's `kv`).
+    pub fn with_fused_rows(mut self, first: &str, second: &str, fused: &str) -> Self {
+        self.fusions
+            .push((first.to_string(), second.to_string(), fused.to_string()));
+        self
     }
 
     /// Adds a rule after the existing ones.
@@ -353,6 +370,41 @@ impl KeyMap {
         map.with_rule(r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv.")
     }
 
+    /// HF `transformers` `PvtV2Model` / `PvtV2ForImageClassification` files into
+    /// [`crate::pvt_v2::PvtV2`]: `encoder.layers.{i}.{patch_embedding,blocks,layer_norm}` →
+    /// `stages.{i}.{patch_embed,blocks,norm}`, separate `attention.key`/`value` fused into `kv`
+    /// (key rows first, as upstream's `kv` Linear), `query` → `q`, `spatial_reduction` → `sr`,
+    /// `mlp.dense1/dense2` → `mlp.fc1/fc2`, `classifier` → `head`.
+    pub fn hf_pvt_v2() -> Self {
+        Self::new(
+            "hf-pvt-v2",
+            &[
+                (r"^pvt_v2\.", ""),
+                (
+                    r"^encoder\.layers\.(\d+)\.patch_embedding\.layer_norm\.",
+                    "stages.$1.patch_embed.norm.",
+                ),
+                (
+                    r"^encoder\.layers\.(\d+)\.patch_embedding\.",
+                    "stages.$1.patch_embed.",
+                ),
+                (r"^encoder\.layers\.(\d+)\.layer_norm\.", "stages.$1.norm."),
+                (r"^encoder\.layers\.(\d+)\.blocks\.", "stages.$1.blocks."),
+                (r"\.layer_norm_1\.", ".norm1."),
+                (r"\.layer_norm_2\.", ".norm2."),
+                (r"\.attention\.query\.", ".attn.q."),
+                (r"\.attention\.spatial_reduction\.", ".attn.sr."),
+                (r"\.attention\.layer_norm\.", ".attn.norm."),
+                (r"\.attention\.", ".attn."),
+                (r"\.mlp\.dense1\.", ".mlp.fc1."),
+                (r"\.mlp\.dense2\.", ".mlp.fc2."),
+                (r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv."),
+                (r"^classifier\.", "head."),
+            ],
+        )
+        .with_fused_rows(".attention.key.", ".attention.value.", ".attention.kv.")
+    }
+
     /// torchvision `resnet50/101/152` into [`crate::resnet::ResNet`]: `downsample.0/1` →
     /// `downsample.conv/bn`, BatchNorm `num_batches_tracked` counters ignored.
     pub fn torchvision_resnet() -> Self {
@@ -397,6 +449,7 @@ pub const WEIGHTS_FILE_NAMES: &[&str] = &[
     "model.pth",
     "model.pt",
     "model.ckpt",
+    "model.mpk",
 ];
 
 /// The weights file of a model folder (the first of [`WEIGHTS_FILE_NAMES`] present).
@@ -412,10 +465,38 @@ pub fn find_weights_file(dir: impl AsRef<Path>) -> Result<PathBuf, ImportError> 
         })
 }
 
+/// Extension of Burn's native record files ([`save_native`]): `NamedMpkFileRecorder` with
+/// full (f32) precision, the module tree's own parameter paths.
+pub const NATIVE_EXTENSION: &str = "mpk";
+
+/// The recorder of the native form: named MessagePack, f32.
+pub type NativeRecorder = burn::record::NamedMpkFileRecorder<burn::record::FullPrecisionSettings>;
+
+/// Writes `module` in the native form (Burn's `NamedMpkFileRecorder`, full precision) to `path`
+/// with its extension set to [`NATIVE_EXTENSION`]; returns the path written.
+pub fn save_native<B: Backend, M: Module<B>>(
+    module: M,
+    path: impl AsRef<Path>,
+) -> Result<PathBuf, ImportError> {
+    let path = path.as_ref().with_extension(NATIVE_EXTENSION);
+    module
+        .save_file(path.clone(), &NativeRecorder::new())
+        .map_err(|e| ImportError::Read {
+            path: path.clone(),
+            message: format!("cannot write native record: {e}"),
+        })?;
+    Ok(path)
+}
+
 /// A weights file opened once: its tensor index with lazily read data.
+///
+/// A native record ([`NATIVE_EXTENSION`], written by [`save_native`] or `antmmf-convert`) has
+/// no tensor index: [`WeightFile::load_into`] loads it whole into the module (no key table, the
+/// module's structure must match) and [`WeightFile::keys`] is empty.
 pub struct WeightFile {
     path: PathBuf,
     tensors: BTreeMap<String, TensorSnapshot>,
+    native: bool,
 }
 
 impl fmt::Debug for WeightFile {
@@ -428,7 +509,8 @@ impl fmt::Debug for WeightFile {
 }
 
 impl WeightFile {
-    /// Opens a `.safetensors` file or a PyTorch pickle (`.bin`, `.pth`, `.pt`, `.ckpt`).
+    /// Opens a `.safetensors` file, a PyTorch pickle (`.bin`, `.pth`, `.pt`, `.ckpt`) or a native
+    /// record (`.mpk`, see [`save_native`]).
     ///
     /// Training checkpoints are reduced to their weights: if the file has a `state_dict` entry,
     /// or a `model` entry next to an `optimizer` entry (AntMMF's layout), only that entry is kept,
@@ -463,10 +545,26 @@ impl WeightFile {
                     .clone();
                 apply_pickle_strides(&path, raw)?
             }
+            NATIVE_EXTENSION => {
+                return Ok(Self {
+                    path,
+                    tensors: BTreeMap::new(),
+                    native: true,
+                });
+            }
             _ => return Err(ImportError::UnsupportedFormat { path }),
         };
         let tensors = normalize_checkpoint_keys(raw);
-        Ok(Self { path, tensors })
+        Ok(Self {
+            path,
+            tensors,
+            native: false,
+        })
+    }
+
+    /// Whether the file is a native record (loaded whole, without a key table).
+    pub fn is_native(&self) -> bool {
+        self.native
     }
 
     /// The file path.
@@ -548,6 +646,9 @@ impl WeightFile {
         keys: &KeyMap,
         options: &LoadOptions,
     ) -> Result<(M, LoadReport), ImportError> {
+        if self.native {
+            return self.load_native(module, keys);
+        }
         let remapper = keys.remapper()?;
         let selected: Vec<TensorSnapshot> = self
             .tensors
@@ -560,6 +661,12 @@ impl WeightFile {
                 Some(with_path(snapshot, key))
             })
             .collect();
+        let selected =
+            fuse_rows(selected, &keys.fusions).map_err(|(key, message)| ImportError::Tensor {
+                path: self.path.clone(),
+                key,
+                message,
+            })?;
         let (remapped, _) = remapper.remap(selected);
         let ignored_prefix = format!("{IGNORED}.");
         let mut ignored = Vec::new();
@@ -639,6 +746,40 @@ impl WeightFile {
     }
 }
 
+impl WeightFile {
+    /// Loads a native record into `module` (same structure required); every parameter counts as
+    /// loaded.
+    fn load_native<B: Backend, M: Module<B>>(
+        &self,
+        module: M,
+        keys: &KeyMap,
+    ) -> Result<(M, LoadReport), ImportError> {
+        let device = module.devices().into_iter().next().unwrap_or_default();
+        let module = module
+            .load_file(self.path.clone(), &NativeRecorder::new(), &device)
+            .map_err(|e| ImportError::Read {
+                path: self.path.clone(),
+                message: format!(
+                    "native record does not fit this model (written for another config?): {e}"
+                ),
+            })?;
+        let mut loaded: Vec<String> = module
+            .collect(None, None, false)
+            .iter()
+            .map(|s| s.full_path())
+            .collect();
+        loaded.sort();
+        let report = LoadReport {
+            source: self.path.clone(),
+            family: format!("native ({})", keys.family()),
+            loaded,
+            ..Default::default()
+        };
+        log::info!("{report}");
+        Ok((module, report))
+    }
+}
+
 /// Re-orders tensors that the pickle stores as non-contiguous views (burn-store 0.21 reads every
 /// tensor as contiguous; see [`torch_strides`]).
 fn apply_pickle_strides(
@@ -685,6 +826,63 @@ fn apply_pickle_strides(
             Ok((key, restrided))
         })
         .collect()
+}
+
+/// Applies [`KeyMap::with_fused_rows`]: joins each `(first, second)` pair of tensors along dim 0
+/// under the `fused` key (lazily: the data is read when the tensor is applied).
+fn fuse_rows(
+    snapshots: Vec<TensorSnapshot>,
+    fusions: &[(String, String, String)],
+) -> Result<Vec<TensorSnapshot>, (String, String)> {
+    if fusions.is_empty() {
+        return Ok(snapshots);
+    }
+    let mut by_key: BTreeMap<String, TensorSnapshot> =
+        snapshots.into_iter().map(|s| (s.full_path(), s)).collect();
+    for (first, second, fused) in fusions {
+        let firsts: Vec<String> = by_key
+            .keys()
+            .filter(|k| k.contains(first.as_str()))
+            .cloned()
+            .collect();
+        for key in firsts {
+            let sibling = key.replacen(first.as_str(), second, 1);
+            let Some(b) = by_key.get(&sibling).cloned() else {
+                continue;
+            };
+            let a = by_key.remove(&key).unwrap_or_else(|| b.clone());
+            by_key.remove(&sibling);
+            let (sa, sb) = (a.shape.to_vec(), b.shape.to_vec());
+            if sa.is_empty() || sb.is_empty() || sa[1..] != sb[1..] || a.dtype != b.dtype {
+                return Err((
+                    key,
+                    format!("cannot join with {sibling}: shapes {sa:?} and {sb:?}"),
+                ));
+            }
+            let mut shape = sa.clone();
+            shape[0] += sb[0];
+            let (fa, fb) = (a.clone_data_fn(), b.clone_data_fn());
+            let dtype = a.dtype;
+            let out_shape = shape.clone();
+            let fused_key = key.replacen(first.as_str(), fused, 1);
+            let data_fn: Rc<dyn Fn() -> Result<TensorData, burn_store::TensorSnapshotError>> =
+                Rc::new(move || {
+                    let mut bytes = fa()?.as_bytes().to_vec();
+                    bytes.extend_from_slice(fb()?.as_bytes());
+                    Ok(TensorData::from_bytes_vec(bytes, out_shape.clone(), dtype))
+                });
+            let joined = TensorSnapshot::from_closure(
+                data_fn,
+                dtype,
+                burn::tensor::Shape::from(shape),
+                fused_key.split('.').map(str::to_string).collect(),
+                a.container_stack.clone().unwrap_or_default(),
+                a.tensor_id.unwrap_or_default(),
+            );
+            by_key.insert(fused_key, joined);
+        }
+    }
+    Ok(by_key.into_values().collect())
 }
 
 /// A snapshot renamed to `key` (burn-store matches on the path stack).

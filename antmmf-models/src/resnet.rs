@@ -5,8 +5,8 @@
 //! uses as an image encoder. Parameter paths are torchvision's except `downsample.0/1` →
 //! `downsample.conv/bn` (see [`crate::import::KeyMap::torchvision_resnet`]).
 //!
-//! Status: there is no PyTorch reference fixture for ResNet yet, so only shapes and weight
-//! import are tested.
+//! Parity: `fixtures/resnet50_*` (torchvision's ResNet code with resnet50's block counts and
+//! every width divided by 8, see [`ResNetConfig::base_width`]), every stage within 1e-4.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -32,6 +32,10 @@ pub struct ResNetConfig {
     pub num_classes: usize,
     /// BatchNorm epsilon.
     pub batch_norm_epsilon: f64,
+    /// Width of the stem and of the first stage's bottleneck (64 in every torchvision model);
+    /// stage i is `base_width << i` wide and outputs 4x that. Smaller values give narrow test
+    /// models of the same architecture.
+    pub base_width: usize,
 }
 
 impl Default for ResNetConfig {
@@ -48,6 +52,7 @@ impl ResNetConfig {
             in_channels: 3,
             num_classes: 1000,
             batch_norm_epsilon: 1e-5,
+            base_width: 64,
         }
     }
 
@@ -67,9 +72,9 @@ impl ResNetConfig {
         }
     }
 
-    /// Channels of the last stage (2048).
+    /// Channels of the last stage (2048 at `base_width` 64).
     pub fn feature_dim(&self) -> usize {
-        512 * BOTTLENECK_EXPANSION
+        (self.base_width << 3) * BOTTLENECK_EXPANSION
     }
 
     /// Builds the model with freshly initialised weights.
@@ -87,10 +92,11 @@ impl ResNetConfig {
                 .init(device)
         };
         let expansion = BOTTLENECK_EXPANSION;
-        let mut in_ch = 64;
+        let base = self.base_width;
+        let mut in_ch = base;
         let mut stages = Vec::with_capacity(4);
         for (i, &blocks) in self.layers.iter().enumerate() {
-            let width = 64 << i;
+            let width = base << i;
             let stride = if i == 0 { 1 } else { 2 };
             let stage: Vec<Bottleneck<B>> = (0..blocks)
                 .map(|j| {
@@ -117,8 +123,8 @@ impl ResNetConfig {
         let mut stages = stages.into_iter();
         let mut next = || stages.next().unwrap_or_default();
         ResNet {
-            conv1: conv(self.in_channels, 64, 7, 2),
-            bn1: bn(64),
+            conv1: conv(self.in_channels, base, 7, 2),
+            bn1: bn(base),
             maxpool: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -203,7 +209,7 @@ impl<B: Backend> ResNet<B> {
     ///
     /// # Shapes
     /// - `images`: `[batch, channels, H, W]`
-    /// - output: `[batch, 256 << i, H / 2^(i+2), W / 2^(i+2)]` for stages i = 0..4
+    /// - output: `[batch, (4 * base_width) << i, H / 2^(i+2), W / 2^(i+2)]` for stages i = 0..4
     pub fn forward_features(&self, images: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
         let mut x = self
             .maxpool
@@ -222,7 +228,7 @@ impl<B: Backend> ResNet<B> {
     ///
     /// # Shapes
     /// - `images`: `[batch, channels, H, W]`
-    /// - output: (`[batch, 2048]`, `[batch, num_classes]`)
+    /// - output: (`[batch, feature_dim]`, `[batch, num_classes]`)
     pub fn forward(&self, images: Tensor<B, 4>) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
         let [batch, channels, _, _] = images.dims();
         let device = images.device();
