@@ -1,12 +1,24 @@
 //! `antmmf-data`: data tools. One subcommand per tool, each a separate `run_*` function over a
 //! library call, so new tools are an enum variant, an args struct and a function:
-//! - `synth`: generate the synthetic, learnable video-text set (`antmmf_data::synthetic`).
+//! - `synth`: generate the synthetic, learnable video-text set (`antmmf_data::synthetic`);
+//! - `check`: read every annotation and open every media file of a configured dataset
+//!   (`antmmf_data::check`);
+//! - `frames`: sample one clip as the dataset would and report it (`antmmf_data::media::preview`);
+//! - `pack`: store a folder of videos in an LMDB database (`antmmf_data::pack`).
+//!
+//! Exit codes: 0 success, 1 `check` found problems, 2 an error (bad flag, config, file).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use antmmf_apps::{CommonArgs, load_config};
+use antmmf_data::check::{CheckOptions, check_dataset};
+use antmmf_data::dataset_config::Split;
+use antmmf_data::media::{FramesRequest, SampleMode, TimeWindow, frames_report};
+use antmmf_data::pack::{PackOptions, pack_videos};
 use antmmf_data::synthetic::{SyntheticConfig, generate};
+use antmmf_tasks::run::{DATASETS_KEY, RunPlan};
 use clap::{Args, Parser, Subcommand};
 
 /// Data tools for AntMMF video-text data sets.
@@ -26,6 +38,104 @@ enum Command {
         after_help = "Example:\n  antmmf-data synth --out data/synth --train 64 --test 64 --frames 16 --size 64 --seed 0"
     )]
     Synth(SynthArgs),
+    /// Read every annotation line and open every media file of the configured dataset; print
+    /// counts, caption lengths, durations and every bad line or file. Exit code 1 when anything
+    /// is bad.
+    #[command(
+        after_help = "Example:\n  antmmf-data check --config configs/quickstart.yml --split all"
+    )]
+    Check(CheckArgs),
+    /// Sample one clip as the dataset would: frame indices, per-frame RGB means, optional
+    /// contact sheet of the transformed frames.
+    #[command(
+        after_help = "Example:\n  antmmf-data frames assets/video/bikes.mp4 --num-frames 8 --mode test --json --png sheet.png"
+    )]
+    Frames(FramesArgs),
+    /// Store the videos of a folder in an LMDB database keyed by file stem (AntMMF's layout),
+    /// readable as a `videos` entry ending in `.lmdb`.
+    #[command(
+        after_help = "Example:\n  antmmf-data pack --videos assets/video --out data/videos.lmdb"
+    )]
+    Pack(PackArgs),
+}
+
+/// Which splits `check` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SplitChoice {
+    Train,
+    Val,
+    Test,
+    /// Every split the dataset configures.
+    All,
+}
+
+/// Flags of `check`.
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The AntMMF-style YAML config.
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+    /// A YAML file whose keys override the config (only the keys it sets).
+    #[arg(
+        long = "config_override",
+        alias = "config-override",
+        value_name = "FILE"
+    )]
+    config_override: Option<PathBuf>,
+    /// Split(s) to check.
+    #[arg(long, value_enum, default_value = "all")]
+    split: SplitChoice,
+    /// Overrides as `key value` pairs, e.g. `task_attributes.univl_task.dataset_attributes.d.data_root_dir /data`.
+    #[arg(value_name = "KEY VALUE", allow_hyphen_values = true, num_args = 0..)]
+    overrides: Vec<String>,
+}
+
+/// Flags of `frames`.
+#[derive(Debug, Args)]
+struct FramesArgs {
+    /// A video file, keyframe folder or image.
+    video: PathBuf,
+    /// Frames to sample.
+    #[arg(long, default_value_t = 8)]
+    num_frames: usize,
+    /// `train` (random frame per segment, train transform) or `test` (segment middles).
+    #[arg(long, default_value = "test")]
+    mode: SampleMode,
+    /// Window start in seconds (with --end).
+    #[arg(long, requires = "end")]
+    start: Option<f64>,
+    /// Window end in seconds (with --start).
+    #[arg(long, requires = "start")]
+    end: Option<f64>,
+    /// Seed of the sampling and transform draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Side of the transformed frames (contact sheet).
+    #[arg(long, default_value_t = 224)]
+    crop_size: usize,
+    /// Print a JSON object (`indices`, `means`, `fps`, `frame_count`, ...) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Write a contact sheet of the transformed frames to this PNG.
+    #[arg(long, value_name = "OUT.png")]
+    png: Option<PathBuf>,
+}
+
+/// Flags of `pack`.
+#[derive(Debug, Args)]
+struct PackArgs {
+    /// Folder of video files (not searched recursively).
+    #[arg(long)]
+    videos: PathBuf,
+    /// The LMDB folder to create (conventionally named `*.lmdb`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace a database already there.
+    #[arg(long)]
+    force: bool,
+    /// Store files without probing that they open as videos.
+    #[arg(long)]
+    no_verify: bool,
 }
 
 /// Flags of `synth`.
@@ -81,10 +191,13 @@ struct SynthArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Synth(args) => run_synth(&args),
+        Command::Synth(args) => run_synth(&args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => run_check(args),
+        Command::Frames(args) => run_frames(&args).map(|()| ExitCode::SUCCESS),
+        Command::Pack(args) => run_pack(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("antmmf-data: error: {err:#}");
             ExitCode::from(2)
@@ -116,5 +229,117 @@ fn run_synth(args: &SynthArgs) -> anyhow::Result<()> {
     let summary = generate(&cfg, &args.out)?;
     println!("{summary}");
     println!("  generated in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `check`: the report on stdout; exit code 1 when it lists problems.
+fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let common = CommonArgs {
+        config: args.config,
+        config_override: args.config_override,
+        backend: "flex".into(),
+        devices: None,
+        print_config: false,
+        local_rank: None,
+        overrides: args.overrides,
+    };
+    let config = load_config(&common)?;
+    let plan = RunPlan::from_config(&config)?;
+    let splits: Vec<Split> = match args.split {
+        SplitChoice::Train => vec![Split::Train],
+        SplitChoice::Val => vec![Split::Val],
+        SplitChoice::Test => vec![Split::Test],
+        SplitChoice::All => [Split::Train, Split::Val, Split::Test]
+            .into_iter()
+            .filter(|s| plan.has_split(*s))
+            .collect(),
+    };
+    let targets: Vec<_> = splits.iter().map(|&s| (s, plan.task_kind(s))).collect();
+    let options = CheckOptions {
+        prefix: format!("{DATASETS_KEY}.{}", plan.dataset_name),
+        num_labels: plan.model.num_labels,
+        ..CheckOptions::default()
+    };
+    println!(
+        "dataset {} (head {:?}), config {}",
+        plan.dataset_name,
+        plan.task.head,
+        common.config.display()
+    );
+    let report = check_dataset(&plan.dataset, &plan.config_dir, &targets, &options)?;
+    print!("{report}");
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `frames`: text or JSON on stdout, the contact sheet if asked.
+fn run_frames(args: &FramesArgs) -> anyhow::Result<()> {
+    let window = match (args.start, args.end) {
+        (Some(start), Some(end)) => Some(TimeWindow { start, end }),
+        _ => None,
+    };
+    let req = FramesRequest {
+        num_frames: args.num_frames,
+        mode: args.mode,
+        window,
+        seed: args.seed,
+        crop_size: args.crop_size,
+        png: args.png.clone(),
+        ..FramesRequest::default()
+    };
+    anyhow::ensure!(req.num_frames > 0, "--num-frames must be positive");
+    let r = frames_report(&args.video, &req)?;
+    if args.json {
+        let json = serde_json::json!({
+            "source": r.source,
+            "indices": r.indices,
+            "means": r.channel_means,
+            "fps": r.fps,
+            "frame_count": r.frame_count,
+            "width": r.width,
+            "height": r.height,
+            "tensor_shape": r.tensor_shape,
+            "png": r.png,
+        });
+        println!("{json}");
+        return Ok(());
+    }
+    println!(
+        "{}: {} frames at {:.3} fps, {}x{}",
+        r.source.display(),
+        r.frame_count,
+        r.fps,
+        r.width,
+        r.height
+    );
+    println!("indices: {:?}", r.indices);
+    println!("frame  index  mean R  mean G  mean B");
+    for (k, (i, m)) in r.indices.iter().zip(&r.channel_means).enumerate() {
+        println!(
+            "{k:>5}  {i:>5}  {:>6.2}  {:>6.2}  {:>6.2}",
+            m[0], m[1], m[2]
+        );
+    }
+    println!("transformed clip: {:?} [T, 3, H, W]", r.tensor_shape);
+    if let Some(png) = &r.png {
+        println!("contact sheet: {}", png.display());
+    }
+    Ok(())
+}
+
+/// `pack`: the summary of what was stored.
+fn run_pack(args: &PackArgs) -> anyhow::Result<()> {
+    let options = PackOptions {
+        overwrite: args.force,
+        verify: !args.no_verify,
+        ..PackOptions::default()
+    };
+    let started = Instant::now();
+    let summary = pack_videos(&args.videos, &args.out, &options)?;
+    print!("{summary}");
+    println!("  packed in {:.2} s", started.elapsed().as_secs_f64());
     Ok(())
 }
