@@ -1,5 +1,6 @@
 //! antmmf-tasks: pretraining, retrieval, open QA and multi-choice QA on top of burn-train.
 
+pub mod eval;
 pub mod metrics;
 pub mod optim;
 pub mod run;

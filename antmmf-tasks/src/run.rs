@@ -3,14 +3,13 @@
 //! evaluation skeleton the three fine-tuning tasks share (retrieval recall, QA accuracy, MC-QA
 //! accuracy; pretraining reports its validation losses).
 
-use crate::metrics::{L1_SIMILARITY_KEY, L2_SIMILARITY_KEY, ScoreMatrix, evaluate_retrieval};
 use crate::optim::{AntmmfOptimizer, AntmmfOptimizerConfig, LrGroupRule};
 use crate::schedule::{AntMmfLrSchedule, LrScheduleConfig};
 use crate::trainer::{
     ResumableLoader, StartFrom, TaskHooks, TrainRun, TrainSummary, TrainerSettings,
     latest_good_checkpoint, launch,
 };
-use crate::univl_task::{TaskHead, TaskSettings, UnivlTask, step_output, task_forward};
+use crate::univl_task::{TaskHead, TaskSettings, UnivlTask};
 use antmmf_core::checkpoint::Checkpoint;
 use antmmf_core::config::{RunType, TrainingParameters};
 use antmmf_core::fsutil::write_atomic;
@@ -20,11 +19,10 @@ use antmmf_data::batch::VideoTextBatch;
 use antmmf_data::dataset::{DatasetOptions, TaskKind, VideoTextDataset};
 use antmmf_data::dataset_config::{DatasetAttributes, Split};
 use antmmf_data::loader::{DeterministicLoader, LoaderConfig};
-use antmmf_models::univl::{Univl, UnivlConfig};
+use antmmf_models::univl::UnivlConfig;
 use burn::module::{AutodiffModule, Module};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor};
 use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -470,240 +468,7 @@ impl<B: Backend> ResumableLoader<VideoTextBatch<B>> for DeterministicLoader<B> {
     }
 }
 
-/// The shared evaluation of the fine-tuning tasks and pretraining.
-pub struct Evaluator<B: Backend> {
-    /// The batches (file order).
-    pub loader: DeterministicLoader<B>,
-    /// The head settings.
-    pub task: TaskSettings,
-    /// Metric prefix (`val`, `test`).
-    pub split: String,
-    /// Re-rank each text's top-k L1 videos with the cross encoder (`None`: every pair).
-    pub l2_topk: Option<usize>,
-}
-
-/// Metrics of one evaluation, keyed as AntMMF logs them.
-pub type Metrics = BTreeMap<String, f64>;
-
-struct RetrievalPool<B: Backend> {
-    text_l1: Vec<Tensor<B, 2>>,
-    text_ids: Vec<Tensor<B, 2, Int>>,
-    text_mask: Vec<Tensor<B, 2, Int>>,
-    text_video: Vec<usize>,
-    video_l1: Vec<Tensor<B, 3>>,
-    video_tokens: Vec<Tensor<B, 3>>,
-    video_mask: Vec<Tensor<B, 2, Int>>,
-    video_index: BTreeMap<usize, usize>,
-}
-
-impl<B: Backend> Evaluator<B> {
-    /// Runs the evaluation of `model` over every batch.
-    pub fn evaluate(&self, model: &Univl<B>) -> Result<Metrics, RunError> {
-        match self.task.head {
-            TaskHead::Retrieval => self.retrieval(model),
-            TaskHead::Classification | TaskHead::MultiChoice => self.accuracy(model),
-            TaskHead::Pretrain => self.losses(model),
-        }
-    }
-
-    fn losses(&self, model: &Univl<B>) -> Result<Metrics, RunError> {
-        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
-        let mut n = 0.0;
-        for batch in self.loader.iter_from(0, 0) {
-            let fwd = task_forward(model, &self.task, &batch, false)
-                .map_err(|e| RunError::Eval(e.to_string()))?;
-            let out = step_output(&fwd, batch.len());
-            *sums.entry("total_loss".into()).or_default() += out.total;
-            for (k, v) in out.parts {
-                *sums.entry(k).or_default() += v;
-            }
-            n += 1.0;
-        }
-        if n == 0.0 {
-            return Err(RunError::Eval(
-                "the evaluation split produced no batch".into(),
-            ));
-        }
-        Ok(sums
-            .into_iter()
-            .map(|(k, v)| (format!("{}/{k}", self.split), v / n))
-            .collect())
-    }
-
-    fn accuracy(&self, model: &Univl<B>) -> Result<Metrics, RunError> {
-        let mut scores: Vec<f32> = Vec::new();
-        let mut targets: Vec<usize> = Vec::new();
-        let mut classes = 0;
-        let mut loss = 0.0;
-        let mut batches = 0.0;
-        for batch in self.loader.iter_from(0, 0) {
-            let target = match self.task.head {
-                TaskHead::MultiChoice => batch.answers.clone(),
-                _ => batch.labels.clone(),
-            }
-            .ok_or_else(|| RunError::Eval("the batches carry no targets".into()))?;
-            let fwd = task_forward(model, &self.task, &batch, false)
-                .map_err(|e| RunError::Eval(e.to_string()))?;
-            loss += step_output(&fwd, batch.len()).total;
-            batches += 1.0;
-            let s = fwd
-                .scores
-                .ok_or_else(|| RunError::Eval("the head produced no scores".into()))?;
-            classes = s.dims()[1];
-            scores.extend(s.into_data().iter::<f32>());
-            targets.extend(target.into_data().iter::<i64>().map(|t| t.max(0) as usize));
-        }
-        if targets.is_empty() {
-            return Err(RunError::Eval(
-                "the evaluation split produced no batch".into(),
-            ));
-        }
-        let p = &self.split;
-        let acc = crate::metrics::accuracy(&scores, classes, &targets)
-            .map_err(|e| RunError::Eval(e.to_string()))?;
-        let mut m = Metrics::new();
-        m.insert(format!("{p}/accuracy"), acc);
-        m.insert(format!("{p}/total_loss"), loss / batches);
-        if self.task.head == TaskHead::Classification && classes >= 5 {
-            let top5 = crate::metrics::top_k_accuracy(&scores, classes, &targets, 5)
-                .map_err(|e| RunError::Eval(e.to_string()))?;
-            m.insert(format!("{p}/top5_accuracy"), top5);
-        }
-        Ok(m)
-    }
-
-    fn retrieval(&self, model: &Univl<B>) -> Result<Metrics, RunError> {
-        let mut pool = RetrievalPool::<B> {
-            text_l1: Vec::new(),
-            text_ids: Vec::new(),
-            text_mask: Vec::new(),
-            text_video: Vec::new(),
-            video_l1: Vec::new(),
-            video_tokens: Vec::new(),
-            video_mask: Vec::new(),
-            video_index: BTreeMap::new(),
-        };
-        for batch in self.loader.iter_from(0, 0) {
-            let text = model.encode_text(
-                batch.input_ids_unmasked.clone(),
-                batch.input_mask.clone(),
-                Some(batch.segment_ids.clone()),
-            );
-            pool.text_l1.push(text.l1);
-            pool.text_ids.push(batch.input_ids_unmasked.clone());
-            pool.text_mask.push(batch.input_mask.clone());
-            // Each distinct video is encoded once: keep the batch rows of unseen videos.
-            let mut fresh = Vec::new();
-            for (row, vid) in batch.video_ids.iter().enumerate() {
-                if !pool.video_index.contains_key(vid) && !fresh.iter().any(|(_, v)| v == vid) {
-                    fresh.push((row, *vid));
-                }
-            }
-            for vid in &batch.video_ids {
-                let next = pool.video_index.len()
-                    + fresh
-                        .iter()
-                        .position(|(_, v)| v == vid)
-                        .unwrap_or(usize::MAX);
-                let idx = *pool.video_index.get(vid).unwrap_or(&next);
-                pool.text_video.push(idx);
-            }
-            if !fresh.is_empty() {
-                let device = batch.video.device();
-                let rows = Tensor::<B, 1, Int>::from_ints(
-                    fresh
-                        .iter()
-                        .map(|(r, _)| *r as i32)
-                        .collect::<Vec<_>>()
-                        .as_slice(),
-                    &device,
-                );
-                let video = batch.video.clone().select(0, rows.clone());
-                let cmask = batch.clip_mask.clone().select(0, rows);
-                let out = model
-                    .encode_video(video, cmask.clone())
-                    .map_err(|e| RunError::Eval(e.to_string()))?;
-                pool.video_l1.push(out.l1);
-                pool.video_tokens.push(out.clip_tokens);
-                pool.video_mask.push(cmask);
-                for (_, vid) in fresh {
-                    let n = pool.video_index.len();
-                    pool.video_index.insert(vid, n);
-                }
-            }
-        }
-        if pool.text_l1.is_empty() {
-            return Err(RunError::Eval(
-                "the evaluation split produced no batch".into(),
-            ));
-        }
-        let text_l1 = Tensor::cat(pool.text_l1, 0);
-        let video_l1 = Tensor::cat(pool.video_l1, 0);
-        let clip_mask = Tensor::cat(pool.video_mask, 0);
-        let tokens = Tensor::cat(pool.video_tokens, 0);
-        let ids = Tensor::cat(pool.text_ids, 0);
-        let mask = Tensor::cat(pool.text_mask, 0);
-        let nt = text_l1.dims()[0];
-        let nv = video_l1.dims()[0];
-        let l1 = Univl::<B>::l1_similarity(text_l1, video_l1, Some(clip_mask.clone()));
-        let l1_host: Vec<f32> = l1.into_data().iter::<f32>().collect();
-        let gt = pool.text_video;
-        let mut metrics = Metrics::new();
-        let report = evaluate_retrieval(
-            &ScoreMatrix::new(&l1_host, nt, nv).map_err(|e| RunError::Eval(e.to_string()))?,
-            &gt,
-        )
-        .map_err(|e| RunError::Eval(e.to_string()))?;
-        metrics.extend(report.named(&self.split, L1_SIMILARITY_KEY));
-        // L2: the cross encoder on each text's top-k L1 videos (or every pair); videos outside
-        // the top-k keep their L1 order below every re-ranked one.
-        let k = self.l2_topk.map(|k| k.min(nv)).unwrap_or(nv).max(1);
-        let mut l2_host: Vec<f32> = l1_host.iter().map(|v| v - 1.0e6).collect();
-        let [_, l] = ids.dims();
-        for t in 0..nt {
-            let row = &l1_host[t * nv..(t + 1) * nv];
-            let mut order: Vec<usize> = (0..nv).collect();
-            order.sort_by(|a, b| row[*b].total_cmp(&row[*a]).then(a.cmp(b)));
-            order.truncate(k);
-            let device = ids.device();
-            let sel = Tensor::<B, 1, Int>::from_ints(
-                order
-                    .iter()
-                    .map(|v| *v as i32)
-                    .collect::<Vec<_>>()
-                    .as_slice(),
-                &device,
-            );
-            let trow = Tensor::<B, 1, Int>::from_ints([t as i32], &device);
-            let rep =
-                |x: Tensor<B, 2, Int>| x.select(0, trow.clone()).repeat_dim(0, k).reshape([k, l]);
-            let cross = model
-                .cross(
-                    rep(ids.clone()),
-                    rep(mask.clone()),
-                    None,
-                    tokens.clone().select(0, sel.clone()),
-                    clip_mask.clone().select(0, sel),
-                )
-                .map_err(|e| RunError::Eval(e.to_string()))?;
-            let scores: Vec<f32> = model
-                .l2_score(cross.pooled)
-                .into_data()
-                .iter::<f32>()
-                .collect();
-            for (v, s) in order.iter().zip(scores) {
-                l2_host[t * nv + v] = s;
-            }
-        }
-        let report = evaluate_retrieval(
-            &ScoreMatrix::new(&l2_host, nt, nv).map_err(|e| RunError::Eval(e.to_string()))?,
-            &gt,
-        )
-        .map_err(|e| RunError::Eval(e.to_string()))?;
-        metrics.extend(report.named(&self.split, L2_SIMILARITY_KEY));
-        Ok(metrics)
-    }
-}
+pub use crate::eval::{Evaluator, Metrics};
 
 /// Validation during training.
 struct Hooks<B: AutodiffBackend> {

@@ -1,0 +1,111 @@
+//! The evaluation entry points that need no model: `--task` against the config's head, where the
+//! checkpoint comes from, and the embedding files `antmmf-extract` writes.
+
+use antmmf_core::{Config, ConfigSources};
+use antmmf_tasks::eval::{
+    Embeddings, EvalTask, ExtractWhat, HEAD_KEY, apply_task, resolve_checkpoint, write_embeddings,
+};
+use antmmf_tasks::run::RunPlan;
+use std::path::{Path, PathBuf};
+
+fn quickstart(overrides: &[&str]) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/quickstart.yml");
+    Config::load(&ConfigSources {
+        config: Some(path),
+        config_override: None,
+        overrides: overrides.iter().map(|s| s.to_string()).collect(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn task_sets_an_unset_head_and_rejects_a_different_one() {
+    // quickstart.yml sets video_pretraining: --task retrieval disagrees.
+    let mut c = quickstart(&[]);
+    let err = apply_task(&mut c, EvalTask::Retrieval)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(HEAD_KEY) && err.contains("video_pretraining"),
+        "{err}"
+    );
+    // A matching head passes.
+    let mut c = quickstart(&[HEAD_KEY, "video_multi_choice_qa"]);
+    apply_task(&mut c, EvalTask::Mcqa).unwrap();
+    // A config that leaves the head out gets the task's.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yml");
+    std::fs::write(&file, "training_parameters:\n  batch_size: 2\n").unwrap();
+    let mut c = Config::load(&ConfigSources {
+        config: Some(file),
+        config_override: None,
+        overrides: Vec::new(),
+    })
+    .unwrap();
+    apply_task(&mut c, EvalTask::Vqa).unwrap();
+    assert_eq!(
+        c.get(HEAD_KEY).and_then(|v| v.as_str()),
+        Some("video_text_classification")
+    );
+}
+
+#[test]
+fn checkpoint_from_flag_then_resume_file_else_an_error_naming_both() {
+    let plan = RunPlan::from_config(&quickstart(&[])).unwrap();
+    let err = resolve_checkpoint(None, &plan, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--checkpoint") && err.contains("resume_file"),
+        "{err}"
+    );
+    assert_eq!(resolve_checkpoint(None, &plan, true).unwrap(), None);
+    assert!(resolve_checkpoint(Some(Path::new("a.ckpt")), &plan, true).is_err());
+    let plan =
+        RunPlan::from_config(&quickstart(&["training_parameters.resume_file", "r.ckpt"])).unwrap();
+    assert_eq!(
+        resolve_checkpoint(None, &plan, false).unwrap(),
+        Some(PathBuf::from("r.ckpt"))
+    );
+    assert_eq!(
+        resolve_checkpoint(Some(Path::new("f.ckpt")), &plan, false).unwrap(),
+        Some(PathBuf::from("f.ckpt"))
+    );
+}
+
+#[test]
+fn embeddings_files_by_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Embeddings {
+        what: ExtractWhat::Video,
+        ids: vec!["a".into(), "b".into()],
+        values: (0..12).map(|v| v as f32 * 0.5).collect(),
+        shape: vec![2, 2, 3],
+        clip_mask: Some(vec![1, 1, 1, 0]),
+    };
+    let st = dir.path().join("v.safetensors");
+    assert_eq!(write_embeddings(&st, &e).unwrap(), vec![st.clone()]);
+    let bytes = std::fs::read(&st).unwrap();
+    let t = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let emb = t.tensor("embeddings").unwrap();
+    assert_eq!(emb.shape(), &[2, 2, 3]);
+    assert_eq!(&emb.data()[4..8], &0.5f32.to_le_bytes());
+    assert_eq!(t.tensor("clip_mask").unwrap().shape(), &[2, 2]);
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    assert_eq!(meta["ids"], "[\"a\",\"b\"]");
+    assert_eq!(meta["what"], "video");
+
+    let npy = dir.path().join("v.npy");
+    let files = write_embeddings(&npy, &e).unwrap();
+    assert_eq!(files.len(), 3);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("v.ids.txt")).unwrap(),
+        "a\nb\n"
+    );
+    let b = std::fs::read(&npy).unwrap();
+    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+    assert_eq!(b.len(), 10 + hl + 12 * 4);
+    assert!(dir.path().join("v.clip_mask.npy").is_file());
+    assert!(write_embeddings(&dir.path().join("v.bin"), &e).is_err());
+}
