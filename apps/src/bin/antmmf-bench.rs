@@ -44,6 +44,9 @@ enum What {
         #[arg(long, default_value_t = 20)]
         iters: usize,
     },
+    /// Forward throughput of the BERT text encoder and the Video Swin encoder on Flex (CPU), to
+    /// set next to benches/reference/encoders_torch.py.
+    Encoders(encoders::EncoderArgs),
 }
 
 struct BackendBench {
@@ -156,5 +159,129 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        What::Encoders(args) => encoders::run(&args),
+    }
+}
+
+// ---- `antmmf-bench encoders`: forward throughput of the real encoders (BERT, Video Swin) on
+// Flex, inference only, the numbers behind docs/BENCHMARKS.md "Encoders (CPU)".
+mod encoders {
+    use antmmf_models::bert::BertConfig;
+    use antmmf_models::video_swin::VideoSwinConfig;
+    use burn::tensor::{Distribution, Int, Tensor};
+    use std::time::Instant;
+
+    type B = burn::backend::Flex;
+
+    /// Sizes of the encoder benchmark (defaults: MiniLM-L6 text encoder, Swin-T video encoder).
+    #[derive(Debug, clap::Args)]
+    pub struct EncoderArgs {
+        /// Text batch size.
+        #[arg(long, default_value_t = 16)]
+        pub text_batch: usize,
+        /// Text length in tokens.
+        #[arg(long, default_value_t = 32)]
+        pub text_len: usize,
+        /// BERT width (MiniLM: 384, 12 heads, FFN 1536).
+        #[arg(long, default_value_t = 384)]
+        pub hidden: usize,
+        /// BERT layers.
+        #[arg(long, default_value_t = 6)]
+        pub layers: usize,
+        /// Video batch size.
+        #[arg(long, default_value_t = 2)]
+        pub video_batch: usize,
+        /// Frames per video.
+        #[arg(long, default_value_t = 8)]
+        pub frames: usize,
+        /// Frame height and width.
+        #[arg(long, default_value_t = 224)]
+        pub size: usize,
+        /// Timed iterations (after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        pub iters: usize,
+        /// Only this encoder: text or video.
+        #[arg(long)]
+        pub only: Option<String>,
+    }
+
+    /// Median and minimum wall time in ms of `iters` calls after one warm-up call.
+    fn time_ms(iters: usize, mut f: impl FnMut()) -> (f64, f64) {
+        f();
+        let mut times: Vec<f64> = (0..iters.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        (times[times.len() / 2], times[0])
+    }
+
+    pub fn run(a: &EncoderArgs) -> anyhow::Result<()> {
+        let device = Default::default();
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        println!(
+            "# flex, forward only, median (min) of {} after 1 warm-up; {threads} CPU threads",
+            a.iters
+        );
+        println!("| encoder | input | ms / batch | items/s |");
+        println!("|---|---|---|---|");
+        if a.only.as_deref().is_none_or(|o| o == "text") {
+            let config = BertConfig {
+                vocab_size: 30522,
+                hidden_size: a.hidden,
+                num_hidden_layers: a.layers,
+                num_attention_heads: a.hidden / 32,
+                intermediate_size: 4 * a.hidden,
+                ..BertConfig::default()
+            };
+            config.validate()?;
+            let bert = config.init_with_pooler::<B>(true, &device);
+            let shape = [a.text_batch, a.text_len];
+            let (median, min) = time_ms(a.iters, || {
+                let ids = Tensor::<B, 2, Int>::random(
+                    shape,
+                    Distribution::Uniform(1.0, 30000.0),
+                    &device,
+                );
+                let mask = Tensor::<B, 2, Int>::ones(shape, &device);
+                let out = bert.forward(ids, None, Some(mask), false);
+                let _ = out.last_hidden_state.sum().into_scalar();
+            });
+            println!(
+                "| BERT h{} L{} | {}x{} tokens | {median:.1} ({min:.1}) | {:.1} texts/s |",
+                a.hidden,
+                a.layers,
+                a.text_batch,
+                a.text_len,
+                a.text_batch as f64 / (median * 1e-3)
+            );
+        }
+        if a.only.as_deref().is_none_or(|o| o == "video") {
+            let config = VideoSwinConfig {
+                num_classes: 0,
+                ..VideoSwinConfig::swin3d_t()
+            };
+            let swin = config.init::<B>(&device);
+            let shape = [a.video_batch, 3, a.frames, a.size, a.size];
+            let (median, min) = time_ms(a.iters, || {
+                let video = Tensor::<B, 5>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+                let (pooled, _) = swin.forward(video);
+                let _ = pooled.sum().into_scalar();
+            });
+            println!(
+                "| Swin3D-T | {}x3x{}x{}x{} | {median:.1} ({min:.1}) | {:.2} videos/s |",
+                a.video_batch,
+                a.frames,
+                a.size,
+                a.size,
+                a.video_batch as f64 / (median * 1e-3)
+            );
+        }
+        Ok(())
     }
 }
