@@ -229,7 +229,18 @@ impl<B: Backend> Evaluator<B> {
                 .scores
                 .ok_or_else(|| eval_err("the head produced no scores"))?;
             classes = s.dims()[1];
-            scores.extend(host_f32(s));
+            let mut s = host_f32(s);
+            // MC-QA: padding options (questions with fewer options) never win.
+            if mc && let Some(m) = batch.option_mask.clone() {
+                let [b, k, _] = m.dims();
+                let present = host_i64(m.sum_dim(2).reshape([b, k]));
+                for (v, n) in s.iter_mut().zip(present) {
+                    if n == 0 {
+                        *v = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            scores.extend(s);
             targets.extend(host_i64(target));
             for (r, index) in batch.indices.iter().enumerate() {
                 rows.push((
@@ -930,6 +941,10 @@ fn read_extract_input(path: &Path, what: ExtractWhat) -> Result<Vec<(String, Str
 /// Encodes the captions or videos listed in `input` (`.jsonl` in AntMMF's retrieval format, or a
 /// text file with one caption / `clip_name` per line) with the test split's processors, as
 /// evaluation does; `progress(done, total)` after each batch.
+///
+/// Captions longer than `max_seq_length` with `random_truncate` are cut with the item's own
+/// generator, which evaluation has advanced past the frame sampling: only such captions may be
+/// cut elsewhere than in evaluation.
 pub fn extract_embeddings<B: Backend>(
     plan: &RunPlan,
     model: &Univl<B>,
