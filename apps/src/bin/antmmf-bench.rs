@@ -47,6 +47,9 @@ enum What {
     /// Forward throughput of the BERT text encoder and the Video Swin encoder on Flex (CPU), to
     /// set next to benches/reference/encoders_torch.py.
     Encoders(encoders::EncoderArgs),
+    /// Eval-mode clip loading (open, sample, decode, transform): per clip and clips/s with 1
+    /// and 2 workers, to set next to benches/reference/decode_baseline.py.
+    Decode(decode::DecodeArgs),
 }
 
 struct BackendBench {
@@ -160,6 +163,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         What::Encoders(args) => encoders::run(&args),
+        What::Decode(args) => decode::run(&args),
     }
 }
 
@@ -280,6 +284,144 @@ mod encoders {
                 a.size,
                 a.size,
                 a.video_batch as f64 / (median * 1e-3)
+            );
+        }
+        Ok(())
+    }
+}
+
+// ---- `antmmf-bench decode`: eval-mode clip loading as the dataset does it (open + index the
+// file, AntMMF's 8 segment-middle frames, decode, pytorchvideo's eval transform to 224 px), per
+// clip and in clips/s with 1 and 2 worker threads; the numbers behind docs/BENCHMARKS.md "Video
+// decoding", next to benches/reference/decode_baseline.py (decord, PyAV) doing the same job.
+mod decode {
+    use antmmf_data::dataset::sample_rng;
+    use antmmf_data::media::{DecodeOptions, FrameSampler, SampleMode, VideoDecoder};
+    use antmmf_data::transforms::PyVideoTransform;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    /// What to load.
+    #[derive(Debug, clap::Args)]
+    pub struct DecodeArgs {
+        /// Folder of the clips.
+        #[arg(long, default_value = "assets/video")]
+        pub videos: PathBuf,
+        /// Clip stems (`<videos>/<stem>.mp4`), comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "bikes,carphone_pristine,bigbuckbunny,carphone_distorted"
+        )]
+        pub clips: Vec<String>,
+        /// Frames per clip.
+        #[arg(long, default_value_t = 8)]
+        pub frames: usize,
+        /// Output side (short side int(1.2 * size), center crop).
+        #[arg(long, default_value_t = 224)]
+        pub size: usize,
+        /// Worker thread counts to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        pub workers: Vec<usize>,
+        /// Passes over the clips per measurement.
+        #[arg(long, default_value_t = 10)]
+        pub repeat: usize,
+    }
+
+    /// Loads one clip as an eval dataset item; returns the frame indices and the seconds spent
+    /// before the transform (open, index, decode).
+    fn load(
+        path: &Path,
+        frames: usize,
+        transform: &PyVideoTransform,
+    ) -> anyhow::Result<(Vec<usize>, f64)> {
+        let t = Instant::now();
+        let mut rng = sample_rng(0, 0, 0);
+        let mut decoder = VideoDecoder::open(path, DecodeOptions::default())?;
+        let indices = FrameSampler::new(frames, SampleMode::Eval)
+            .sample(decoder.info().frame_count, &mut rng);
+        let rgb = decoder.decode(&indices)?;
+        let decoded = t.elapsed().as_secs_f64();
+        let clip = transform.apply(&rgb, &mut rng)?;
+        std::hint::black_box(&clip.data);
+        Ok((indices, decoded))
+    }
+
+    pub fn run(a: &DecodeArgs) -> anyhow::Result<()> {
+        let transform = PyVideoTransform::eval(a.size);
+        let paths: Vec<PathBuf> = a
+            .clips
+            .iter()
+            .map(|c| a.videos.join(format!("{c}.mp4")))
+            .collect();
+        let profile = if cfg!(debug_assertions) {
+            "dev profile"
+        } else {
+            "release profile"
+        };
+        println!(
+            "# {} clips x {} passes, {} frames, {} px, eval mode; {profile}; {} CPU threads",
+            paths.len(),
+            a.repeat,
+            a.frames,
+            a.size,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        // Per clip: median of `repeat` single-threaded loads (after one warm-up pass).
+        for p in &paths {
+            load(p, a.frames, &transform)?;
+        }
+        for p in &paths {
+            let mut times = Vec::with_capacity(a.repeat);
+            let mut decode = Vec::with_capacity(a.repeat);
+            let mut indices = Vec::new();
+            for _ in 0..a.repeat.max(1) {
+                let t = Instant::now();
+                let (idx, decoded) = load(p, a.frames, &transform)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                decode.push(decoded * 1e3);
+                indices = idx;
+            }
+            times.sort_by(f64::total_cmp);
+            decode.sort_by(f64::total_cmp);
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            println!(
+                "rust    {name:24} indices {indices:?} median {:7.2} ms (decode {:7.2} ms)",
+                times[times.len() / 2],
+                decode[decode.len() / 2]
+            );
+        }
+        // Throughput: `workers` threads take clips from one shared list.
+        for &workers in &a.workers {
+            let jobs: Vec<&PathBuf> = (0..a.repeat).flat_map(|_| paths.iter()).collect();
+            let next = AtomicUsize::new(0);
+            let t = Instant::now();
+            std::thread::scope(|s| -> anyhow::Result<()> {
+                let handles: Vec<_> = (0..workers.max(1))
+                    .map(|_| {
+                        s.spawn(|| -> anyhow::Result<()> {
+                            while let Some(p) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                                load(p, a.frames, &transform)?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("a decode worker panicked"))??;
+                }
+                Ok(())
+            })?;
+            let wall = t.elapsed().as_secs_f64();
+            println!(
+                "rust    workers {workers}: {:7.2} clips/s ({:.2} ms/clip wall)",
+                jobs.len() as f64 / wall,
+                1e3 * wall / jobs.len() as f64
             );
         }
         Ok(())
