@@ -667,13 +667,13 @@ mod tests {
         // row 1: [CLS] 20 words [SEP] -> 3 masked tokens.
         let mut ids = vec![0i64; 2 * 22];
         ids[0] = 101;
-        for j in 1..9 {
-            ids[j] = 1000 + j as i64;
+        for (j, id) in ids.iter_mut().enumerate().take(9).skip(1) {
+            *id = 1000 + j as i64;
         }
         ids[9] = 102;
         ids[22] = 101;
-        for j in 1..21 {
-            ids[22 + j] = 2000 + j as i64;
+        for (j, id) in ids[22..].iter_mut().enumerate().take(21).skip(1) {
+            *id = 2000 + j as i64;
         }
         ids[22 + 21] = 102;
         let ids_t = Tensor::<Flex, 2, Int>::from_data(TensorData::new(ids.clone(), [2, 22]), &d);
