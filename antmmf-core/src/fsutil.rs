@@ -25,6 +25,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
+        // Kill tests stop the program here (`ANTMMF_TEST_PAUSE_AT=write:model_4.ckpt`): the
+        // temporary file is complete, the rename not done.
+        if std::env::var_os("ANTMMF_TEST_PAUSE_AT").is_some() {
+            crate::testing_pause(&format!("write:{}", name.to_string_lossy()));
+        }
         fs::rename(&tmp, path)?;
         // Make the rename itself durable.
         if let Ok(d) = File::open(dir) {

@@ -26,3 +26,15 @@ pub fn testing_pause(point: &str) {
         }
     }
 }
+
+/// [`testing_pause`] at one iteration only: pauses when `ANTMMF_TEST_PAUSE_AT` names `point` and
+/// `ANTMMF_TEST_PAUSE_ITER` is unset or equals `iteration` (so a kill test can stop the program
+/// in the middle of, say, the third step rather than the first).
+pub fn testing_pause_at_iteration(point: &str, iteration: u64) {
+    let wanted = std::env::var("ANTMMF_TEST_PAUSE_ITER")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if wanted.is_none_or(|w| w == iteration) {
+        testing_pause(point);
+    }
+}

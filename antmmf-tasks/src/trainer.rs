@@ -446,6 +446,7 @@ where
                 state.scheduler_steps += 1;
                 let started = Instant::now();
                 let output = learner.train_step(batch);
+                antmmf_core::testing_pause_at_iteration("step", iteration);
                 let loss = output.item.total_loss();
                 let parts = output.item.loss_parts();
                 if !loss.is_finite() {
@@ -590,6 +591,7 @@ where
         let s = &self.settings;
         let iteration = state.iteration;
         let mut metrics = BTreeMap::new();
+        antmmf_core::testing_pause_at_iteration("validation", iteration);
         if s.validate {
             let model = learner.model().valid();
             metrics = self
@@ -637,7 +639,7 @@ where
             ckpt = ckpt.with_section("optimizer", bytes);
         }
         let path = self.run.iteration_checkpoint(iteration, CKPT_EXT);
-        antmmf_core::testing_pause("checkpoint");
+        antmmf_core::testing_pause_at_iteration("checkpoint", iteration);
         ckpt.save(&path)?;
         if improved {
             ckpt.save(&self.run.best_checkpoint(CKPT_EXT))?;
