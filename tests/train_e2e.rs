@@ -5,9 +5,9 @@
 //!
 //! Every run writes into its own temporary `training_parameters.save_dir` and is kept short with
 //! overrides (a few iterations of the tiny models). The whole file needs about 100 s of CPU time
-//! (61 s user, 41 s system; dev profile, dependencies optimised): 4.3 minutes of wall time
-//! on 2 cores shared with builds (load average 10 to 14); by its CPU time, under a minute on 2 idle cores. The
-//! quickstart-and-resume test is the longest (40 quickstart iterations in three runs).
+//! (61 s user, 41 s system; dev profile, dependencies optimised): 4.3 minutes of wall time on 2
+//! cores shared with builds (load average 10 to 14); by its CPU time, under a minute on 2 idle
+//! cores. The quickstart-and-resume test is the longest (40 quickstart iterations, three runs).
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
