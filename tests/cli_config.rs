@@ -473,3 +473,25 @@ fn keys_not_acted_on_are_listed_once() {
     assert!(e.contains("training_parameters.pin_memory"), "{e}");
     assert!(!e.contains("training_parameters.batch_size"), "{e}");
 }
+
+#[test]
+fn missing_resume_file_is_an_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        TRAIN,
+        &[
+            "--config",
+            "configs/quickstart.yml",
+            "training_parameters.save_dir",
+            dir.path().to_str().unwrap(),
+            "training_parameters.resume_file",
+            "/nonexistent/model_10.ckpt",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("training_parameters.resume_file: /nonexistent/model_10.ckpt does not exist"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -520,6 +520,17 @@ pub fn load_weights<B: Backend>(
     Ok(model.load_record(record))
 }
 
+/// Whether `path` is a checkpoint written by antmmf-rs (its container magic), as opposed to a
+/// PyTorch AntMMF checkpoint.
+pub fn is_native_checkpoint(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map(|_| &magic == b"ANTMMFCK")
+        .unwrap_or(false)
+}
+
 /// The `[CLS]`, `[SEP]` and `[MASK]` ids of a vocabulary (BERT's defaults where absent).
 pub fn special_ids(
     tokenizer: &antmmf_data::tokenizer::BertTokenizer,
@@ -591,7 +602,27 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
     let mut start = StartFrom::Scratch;
     if let Some(file) = &t.resume_file {
         let path = PathBuf::from(file);
-        if t.restart {
+        if !path.exists() {
+            return Err(invalid(
+                "training_parameters.resume_file",
+                format!("{} does not exist", path.display()),
+            ));
+        }
+        if !is_native_checkpoint(&path) {
+            // An AntMMF (PyTorch) checkpoint: its weights, through AntMMF's key names.
+            if !t.restart {
+                log::warn!(
+                    "{} is not an antmmf-rs checkpoint: only its weights load (a full resume needs a checkpoint written by antmmf-rs)",
+                    path.display()
+                );
+            }
+            let (univl, report) = model.univl.load_antmmf_checkpoint(
+                &path,
+                &antmmf_models::import::LoadOptions::allow_missing(),
+            )?;
+            log::info!("{report}");
+            model.univl = univl;
+        } else if t.restart {
             model = load_weights(model, &path, &device)?;
             log::info!("loaded weights from {} (restart True)", path.display());
         } else {
@@ -699,4 +730,23 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
         train: summary,
         evaluations,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_checkpoints_are_told_from_pytorch_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let native = dir.path().join("model_10.ckpt");
+        Checkpoint::new(serde_json::json!({}))
+            .save(&native)
+            .unwrap();
+        assert!(is_native_checkpoint(&native));
+        let torch = dir.path().join("model.pth");
+        std::fs::write(&torch, b"PK\x03\x04 zip archive of a torch checkpoint").unwrap();
+        assert!(!is_native_checkpoint(&torch));
+        assert!(!is_native_checkpoint(&dir.path().join("missing.ckpt")));
+    }
 }
