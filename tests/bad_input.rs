@@ -449,8 +449,8 @@ fn annotation_catalogue_through_check() {
     );
 }
 
-/// A training run on annotations with a malformed line fails before training, or skips the line
-/// naming it; either way it says `file:line`, never panics and never hangs.
+/// A training run on annotations with a malformed line fails before training (exit code 2) with
+/// the message naming `file:line`, and writes no checkpoint.
 #[test]
 fn training_on_a_malformed_annotation_line_names_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -489,10 +489,13 @@ fn training_on_a_malformed_annotation_line_names_it() {
             "train",
         ],
     );
-    let all = r.all();
-    assert!(!all.contains("panicked at"), "{all}");
-    let loc = format!("{}:3", d.join("train.jsonl").display());
-    assert!(all.contains(&loc), "`{loc}` is named:\n{all}");
+    let loc = format!("{}:3:", d.join("train.jsonl").display());
+    assert_clean_failure(&r, "training on a malformed line", &[&loc, "invalid JSON"]);
+    assert_eq!(r.code, Some(2), "{}", r.all());
+    let ckpts = std::fs::read_dir(d.join("save/univl_task_univl_1/models"))
+        .map(|rd| rd.count())
+        .unwrap_or(0);
+    assert_eq!(ckpts, 0, "no checkpoint written");
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
