@@ -191,6 +191,7 @@ fn check_names_every_bad_line_and_missing_video() {
             "{\"clip_name\": \"bikes.mp4\", \"caption\": \"half a window\", \"start\": 3.0}\n",
             "{\"clip_name\": \"bikes.mp4\", \"caption\": \n",
             "{\"clip_name\": \"missing.mp4\", \"caption\": \"a clip that is not there\"}\n",
+            "{\"clip_name\": \"bikes.mp4\", \"caption\": \"too late\", \"start\": 20.0, \"end\": 25.0}\n",
         ),
     )
     .unwrap();
@@ -221,15 +222,18 @@ fn check_names_every_bad_line_and_missing_video() {
     );
     let a = ann.display().to_string();
     for want in [
-        format!("{a}: 4 lines, 2 bad"),
+        format!("{a}: 5 lines, 2 bad"),
         format!("{a}:2: key `end`: `start` is given without `end`"),
         format!("{a}:3:"),
         format!(
             "{}: no such file (clip `missing.mp4` of split val)",
             videos.join("missing.mp4").display()
         ),
-        "problems (3):".to_string(),
-        "check: 3 problem(s)".to_string(),
+        format!(
+            "{a}: clip `bikes.mp4`: window [20, 25] s starts at or after the end of the video (10.00 s)"
+        ),
+        "problems (4):".to_string(),
+        "check: 4 problem(s)".to_string(),
     ] {
         assert!(stdout.contains(&want), "{want:?} not in\n{stdout}");
     }

@@ -278,6 +278,10 @@ struct Entry {
     clip_name: String,
     kind: MediaKind,
     texts: Vec<String>,
+    /// `[start, end]` in seconds (pretraining lines).
+    window: Option<(f64, f64)>,
+    /// The annotation file.
+    file: Arc<Path>,
 }
 
 /// A parsed annotation file.
@@ -364,12 +368,16 @@ pub fn check_dataset(
             token_budget.map_or(0, |b| tokens.iter().filter(|&&n| n > b as f64).count());
 
         // Distinct clips, in order of first appearance.
-        let mut seen: std::collections::HashSet<(MediaKind, &str)> = Default::default();
-        let ordered: Vec<(MediaKind, &str)> = entries
-            .iter()
-            .map(|e| (e.kind, e.clip_name.as_str()))
-            .filter(|c| seen.insert(*c))
-            .collect();
+        let mut lines_of: HashMap<(MediaKind, &str), Vec<&Entry>> = HashMap::new();
+        let mut ordered: Vec<(MediaKind, &str)> = Vec::new();
+        for e in &entries {
+            let key = (e.kind, e.clip_name.as_str());
+            let of_clip = lines_of.entry(key).or_default();
+            if of_clip.is_empty() {
+                ordered.push(key);
+            }
+            of_clip.push(e);
+        }
         let (mut videos, mut images, mut bad_media) = (0, 0, 0);
         let mut durations = Vec::new();
         let mut frame_counts = Vec::new();
@@ -389,6 +397,12 @@ pub fn check_dataset(
                     frame_counts.push(frames as f64);
                     if duration_s > 0.0 {
                         durations.push(duration_s);
+                        let of_clip = lines_of.get(&(media_kind, clip_name));
+                        late_windows(
+                            of_clip.map_or(&[][..], Vec::as_slice),
+                            duration_s,
+                            &mut problems,
+                        );
                     }
                 }
                 Opened::Keyframes { frames } => frame_counts.push(frames as f64),
@@ -426,6 +440,24 @@ pub fn check_dataset(
         tokenizer_note,
         problems,
     })
+}
+
+/// Windows (of one clip's lines) starting at or after the end of its video: the sampler would clamp
+/// every frame to the last one (AntMMF does the same, silently).
+fn late_windows(of_clip: &[&Entry], duration_s: f64, problems: &mut Vec<Problem>) {
+    for e in of_clip {
+        if let Some((start, end)) = e.window
+            && start >= duration_s
+        {
+            problems.push(Problem {
+                message: format!(
+                    "{}: clip `{}`: window [{start}, {end}] s starts at or after the end of the video ({duration_s:.2} s)",
+                    e.file.display(),
+                    e.clip_name
+                ),
+            });
+        }
+    }
 }
 
 fn text_kind(kind: TaskKind) -> &'static str {
@@ -541,7 +573,18 @@ fn parse_file(
     kind: TaskKind,
     labels: &crate::annotations::classification::LabelSpace,
 ) -> Result<Parsed, AnnotationError> {
+    parse_file_as(path, path, kind, labels)
+}
+
+/// [`parse_file`] of `path`, with entries naming `name` as their file.
+fn parse_file_as(
+    path: &Path,
+    name: &Path,
+    kind: TaskKind,
+    labels: &crate::annotations::classification::LabelSpace,
+) -> Result<Parsed, AnnotationError> {
     let one = [path];
+    let file: Arc<Path> = Arc::from(name);
     Ok(match kind {
         TaskKind::Pretrain => {
             let a = PretrainAnnotations::load(&one)?;
@@ -553,6 +596,8 @@ fn parse_file(
                     clip_name: i.clip_name.clone(),
                     kind: i.kind,
                     texts: i.caption.iter().cloned().collect(),
+                    window: i.start.zip(i.end),
+                    file: Arc::clone(&file),
                 })
                 .collect();
             Parsed {
@@ -574,6 +619,8 @@ fn parse_file(
                     clip_name: i.clip_name.clone(),
                     kind: i.kind,
                     texts: vec![i.caption.clone()],
+                    window: None,
+                    file: Arc::clone(&file),
                 })
                 .collect();
             Parsed {
@@ -595,6 +642,8 @@ fn parse_file(
                         .filter(|q| !q.trim().is_empty())
                         .cloned()
                         .collect(),
+                    window: None,
+                    file: Arc::clone(&file),
                 })
                 .collect();
             Parsed {
@@ -611,6 +660,8 @@ fn parse_file(
                     clip_name: i.clip_name.clone(),
                     kind: i.kind,
                     texts: i.options.clone(),
+                    window: None,
+                    file: Arc::clone(&file),
                 })
                 .collect();
             Parsed {
@@ -754,7 +805,7 @@ fn read_annotation_file(
         return Ok((None, n_lines, bad));
     }
     tmp.write(&good.join(&b'\n'))?;
-    match parse_file(&tmp.0, kind, labels) {
+    match parse_file_as(&tmp.0, path, kind, labels) {
         Ok(p) => Ok((Some(p), n_lines, bad)),
         Err(e) => {
             // A rule across lines (none of AntMMF's formats has one today).

@@ -255,6 +255,11 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .collect(),
     };
     let targets: Vec<_> = splits.iter().map(|&s| (s, plan.task_kind(s))).collect();
+    anyhow::ensure!(
+        !targets.is_empty(),
+        "{DATASETS_KEY}.{}.annotations: no split is configured",
+        plan.dataset_name
+    );
     let options = CheckOptions {
         prefix: format!("{DATASETS_KEY}.{}", plan.dataset_name),
         num_labels: plan.model.num_labels,
