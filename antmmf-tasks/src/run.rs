@@ -686,7 +686,7 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
     for (wanted, split, name) in [
         (plan.run_type.val, Split::Val, "val"),
         (
-            plan.run_type.inference || plan.run_type.predict,
+            plan.run_type.inference && !plan.run_type.predict,
             Split::Test,
             "test",
         ),
@@ -705,6 +705,35 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
                 log::warn!("run_type asks for {name} but the dataset has no {name} annotations")
             }
         }
+    }
+    if plan.run_type.predict {
+        // `predict`: the test split's metrics plus `predictions.jsonl` (and AntMMF's report file
+        // with `evalai_inference`), as antmmf-eval writes them, from the weights just trained or
+        // loaded.
+        let checkpoint = match (&summary, &t.resume_file) {
+            (Some(s), _) => Some(s.final_checkpoint.clone()),
+            (None, Some(file)) if is_native_checkpoint(Path::new(file)) => {
+                Some(PathBuf::from(file))
+            }
+            _ => None,
+        };
+        let report = crate::eval::evaluate_run::<B::InnerBackend>(
+            plan,
+            &crate::eval::EvalOptions {
+                split: Split::Test,
+                checkpoint,
+                l2_topk: Some(50),
+                out_dir: Some(run.root().join("predict_test")),
+                save_embeddings: false,
+            },
+            &device,
+        )?;
+        log::info!(
+            "predict: {} predictions in {}",
+            report.predictions,
+            report.out_dir.display()
+        );
+        evaluations.insert("test".to_string(), report.metrics);
     }
     let metrics = serde_json::json!({
         "evaluations": evaluations,
