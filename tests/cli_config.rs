@@ -490,7 +490,8 @@ fn missing_resume_file_is_an_error_naming_the_key() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("training_parameters.resume_file: /nonexistent/model_10.ckpt does not exist"),
+        stderr(&o)
+            .contains("training_parameters.resume_file: /nonexistent/model_10.ckpt does not exist"),
         "{}",
         stderr(&o)
     );
