@@ -526,3 +526,34 @@ fn a_truncated_newest_snapshot_is_skipped_on_resume() {
         vec![2, 4, 6]
     );
 }
+
+/// Killed after `model_2.ckpt` is in place but before its line reaches `logs/metrics.jsonl`
+/// (here: while `best.ckpt` is written). The weights resume bit for bit, but the resumed run
+/// never writes the line of the snapshot it resumes from, so `metrics.jsonl` lacks iteration 2
+/// (and a resume from an older snapshot than the newest line duplicates lines). Ignored until
+/// the trainer rebuilds `metrics.jsonl` on resume from the checkpoint's state (`last_metrics`,
+/// `best_metric`, `best_iteration` are all in it).
+#[test]
+#[ignore = "trainer: metrics.jsonl misses the resumed snapshot's line after a kill between the snapshot file and the metrics line"]
+fn a_run_killed_before_its_metrics_line_resumes_with_complete_metrics() {
+    let reference_dir = tempfile::tempdir().expect("tempdir");
+    let o = command(reference_dir.path(), reference_dir.path(), &[])
+        .output()
+        .expect("antmmf-train runs");
+    assert_success(&o, "uninterrupted run");
+    let reference = outcome(&run_dir(reference_dir.path()));
+    let (resumed, _) = kill_and_resume(&KillCase {
+        name: "between the snapshot and its metrics line",
+        point: "write:best.ckpt",
+        iter: None,
+        resumes_from: 2,
+    });
+    assert!(
+        resumed.final_model == reference.final_model,
+        "final weights"
+    );
+    assert_eq!(
+        resumed.metrics_lines, reference.metrics_lines,
+        "logs/metrics.jsonl"
+    );
+}
