@@ -53,12 +53,12 @@ impl fmt::Display for LineRef {
 #[derive(Debug, thiserror::Error)]
 pub enum AnnotationError {
     /// The file could not be read.
-    #[error("cannot read annotation file {path}: {source}")]
+    #[error("cannot read annotation file {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not chained, so it is shown once).
+        error: std::io::Error,
     },
     /// No annotation file was given.
     #[error("no annotation file given")]
@@ -150,9 +150,9 @@ pub fn for_each_line<F>(path: &Path, mut f: F) -> Result<(), AnnotationError>
 where
     F: FnMut(LineRef, &str) -> Result<(), AnnotationError>,
 {
-    let bytes = std::fs::read(path).map_err(|source| AnnotationError::Io {
+    let bytes = std::fs::read(path).map_err(|error| AnnotationError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let shared: Arc<Path> = Arc::from(path);
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);

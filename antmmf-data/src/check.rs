@@ -721,9 +721,9 @@ fn relocate(err: AnnotationError, path: &Arc<Path>, line: Option<usize>) -> Anno
             key,
             message,
         },
-        AnnotationError::Io { source, .. } => AnnotationError::Io {
+        AnnotationError::Io { error, .. } => AnnotationError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         },
         AnnotationError::Empty { .. } => AnnotationError::Empty {
             path: path.to_path_buf(),
@@ -747,10 +747,10 @@ fn read_annotation_file(
     };
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(source) => {
+        Err(error) => {
             report(AnnotationError::Io {
                 path: path.to_path_buf(),
-                source,
+                error,
             });
             return Ok((None, 0, 0));
         }

@@ -129,6 +129,10 @@ pub struct PyVideoTransformConfig {
     pub horizontal_flip_prob: f64,
     /// `default` (no augmentation) or `randaug`.
     pub aug_type: String,
+    /// `custom_transforms`' list, left over when an AntMMF config sets `type: pyvideo_transform`
+    /// over an included `custom_transforms` processor (its Video Swin configs do): AntMMF ignores
+    /// it, and so does this, with a warning.
+    pub transforms: Option<serde_json::Value>,
 }
 
 impl Default for PyVideoTransformConfig {
@@ -142,6 +146,7 @@ impl Default for PyVideoTransformConfig {
             crop_size: 224,
             horizontal_flip_prob: 0.5,
             aug_type: "default".into(),
+            transforms: None,
         }
     }
 }
@@ -246,6 +251,11 @@ pub struct PyVideoTransform {
 impl PyVideoTransform {
     /// From `pyvideo_transform` params (`min_size = int(1.2 * crop)`, `max_size = int(1.5 * crop)`).
     pub fn from_config(c: &PyVideoTransformConfig) -> Result<Self, TransformError> {
+        if c.transforms.as_ref().is_some_and(|t| !t.is_null()) {
+            log::warn!(
+                "pyvideo_transform: ignoring the `transforms` list left over from custom_transforms (as AntMMF does)"
+            );
+        }
         let train = c.mode == "train";
         if !["train", "val", "test"].contains(&c.mode.as_str()) {
             return Err(TransformError::Config(format!(
@@ -1238,6 +1248,16 @@ mod tests {
             "type": "pyvideo_transform", "params": {"crop_sise": 224}
         }));
         assert!(bad.is_err());
+        // AntMMF's Video Swin configs leave custom_transforms' list under pyvideo_transform.
+        let leftover = serde_json::from_value::<FrameProcessorConfig>(serde_json::json!({
+            "type": "pyvideo_transform",
+            "params": {"mode": "val", "crop_size": 224, "transforms": [{"type": "GroupNormalize"}]}
+        }))
+        .unwrap();
+        let FrameProcessorConfig::PyVideo(leftover) = leftover else {
+            panic!("pyvideo_transform expected");
+        };
+        assert!(!PyVideoTransform::from_config(&leftover).unwrap().train);
         let c = PyVideoTransformConfig {
             aug_type: "augmix".into(),
             ..Default::default()

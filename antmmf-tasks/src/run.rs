@@ -253,7 +253,8 @@ impl RunPlan {
                     .filter(|s| *s != "None" && !s.is_empty())
                     .map(str::to_string)
             }),
-            with_moco: head == TaskHead::Pretrain
+            // AntMMF's retrieval model (which pretraining reuses for L1) has MoCo on by default.
+            with_moco: matches!(head, TaskHead::Pretrain | TaskHead::Retrieval)
                 && univl("with_moco").and_then(|v| v.as_bool()).unwrap_or(true),
             moco_temperature: univl("T").and_then(|v| v.as_f64()).unwrap_or(0.05),
             multi_label: false,

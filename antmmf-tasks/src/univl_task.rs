@@ -8,9 +8,10 @@
 //! - retrieval: L1 MIL-NCE over the clip-level similarity (logsumexp over clips), L2 MIL-NCE of
 //!   the cross encoder over a `[batch, batch]` matrix whose rows are the hard negatives mined
 //!   from L1 (`hard_example_mining`, `re_sample_method`, `re_weight_method: median`) or all pairs;
-//! - pretraining: retrieval's losses on the masked caption (L1 from the unmasked ids), or the MoCo
-//!   loss against the queues for L1 (`with_moco`), plus MLM on the positive pairs' cross output
-//!   and ITM with false captions;
+//!   With `with_moco` (AntMMF's default) the L1 loss is MoCo's, against the key queues, with its
+//!   temperature `T`;
+//! - pretraining: retrieval's losses on the masked caption (L1 from the unmasked ids), plus MLM on
+//!   the positive pairs' cross output and ITM with false captions;
 //! - open QA: cross-entropy (or BCE for multi-label) of the classifier on the cross pooled output;
 //! - MC-QA: softmax over `similarity_dense` scores of (option, video) pairs.
 
@@ -228,7 +229,7 @@ fn retrieval_losses<B: Backend>(
         Some(batch.clip_mask.clone()),
     );
     let l1 = reduce_clips(clip_sim.clone());
-    if s.with_moco && head == TaskHead::Pretrain {
+    if s.with_moco {
         let keys = model
             .moco_keys(
                 batch.input_ids_unmasked.clone(),

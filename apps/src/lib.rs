@@ -9,3 +9,37 @@ pub mod cli;
 
 pub use backend::{BackendVisitor, compiled_backends, with_backend};
 pub use cli::{ACTED_ON_KEYS, CommonArgs, load_config, warn_ignored_keys};
+
+/// An error and its causes on one line, each cause shown once: library errors usually put their
+/// cause in their own message already, so a cause whose text is already there is not repeated.
+pub fn render_error(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_shown_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read x.jsonl: {source}")]
+        struct E {
+            source: std::io::Error,
+        }
+        let err = anyhow::Error::new(E { source: io }).context("building the dataset");
+        assert_eq!(
+            render_error(&err),
+            "building the dataset: cannot read x.jsonl: No such file"
+        );
+    }
+}

@@ -180,7 +180,7 @@ fn main() -> std::process::ExitCode {
     match run(&cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("antmmf-convert: {e:#}");
+            eprintln!("antmmf-convert: {}", antmmf_apps::render_error(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -199,7 +199,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("antmmf-data: error: {err:#}");
+            eprintln!("antmmf-data: error: {}", antmmf_apps::render_error(&err));
             ExitCode::from(2)
         }
     }

@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("antmmf-eval: error: {err:#}");
+            eprintln!("antmmf-eval: error: {}", antmmf_apps::render_error(&err));
             ExitCode::from(2)
         }
     }

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     match cli.common.lift_trailing_flags().and_then(|_| run(&cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("antmmf-extract: error: {err:#}");
+            eprintln!("antmmf-extract: error: {}", antmmf_apps::render_error(&err));
             ExitCode::from(2)
         }
     }

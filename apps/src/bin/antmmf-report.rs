@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("antmmf-report: error: {err:#}");
+            eprintln!("antmmf-report: error: {}", antmmf_apps::render_error(&err));
             ExitCode::from(2)
         }
     }

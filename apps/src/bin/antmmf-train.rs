@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     match cli.common.lift_trailing_flags().and_then(|_| run(&cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("antmmf-train: error: {err:#}");
+            eprintln!("antmmf-train: error: {}", antmmf_apps::render_error(&err));
             ExitCode::from(2)
         }
     }
