@@ -410,12 +410,15 @@ where
                 state.batch_in_epoch
             );
         }
+        let mut history = Vec::new();
+        if matches!(self.start, StartFrom::Resume(_)) {
+            history = self.logs_up_to(&state)?;
+        }
         let per_epoch = self.loader.batches_per_epoch() as u64;
         let done = |st: &LoopState| {
             s.max_iterations.is_some_and(|m| st.iteration >= m)
                 || s.max_epochs.is_some_and(|m| st.epoch >= m)
         };
-        let mut history = Vec::new();
         let mut events = match antmmf_core::tensorboard::EventWriter::create(&self.run.logs_dir()) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -647,6 +650,7 @@ where
         let metrics_line = serde_json::json!({"iteration": iteration, "metrics": metrics, "best_metric": state.best_metric, "best_iteration": state.best_iteration});
         let metrics_path = self.run.logs_dir().join("metrics.jsonl");
         append_line(&metrics_path, &metrics_line.to_string())?;
+        self.write_history(history)?;
         if let Some(keep) = s.max_ckpt_num {
             let all = self.run.list_iteration_checkpoints(CKPT_EXT);
             if all.len() > keep {
@@ -711,6 +715,54 @@ where
         }
         learner.load_scheduler(state.scheduler_steps as usize);
         Ok(state)
+    }
+
+    /// On resume: the training log up to the resumed iteration, and `metrics.jsonl` cut back to
+    /// it (a run killed after writing a snapshot but before logging its metrics gets that line
+    /// back from the checkpoint's state).
+    fn logs_up_to(&self, state: &LoopState) -> Result<Vec<LogRecord>, TrainError> {
+        let io = |p: &Path, e: std::io::Error| TrainError::Io(format!("{}: {e}", p.display()));
+        let log_path = self.run.logs_dir().join("train_log.json");
+        let mut history: Vec<LogRecord> = std::fs::read(&log_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        history.retain(|r| r.iteration <= state.iteration);
+        let metrics_path = self.run.logs_dir().join("metrics.jsonl");
+        let text = std::fs::read_to_string(&metrics_path).unwrap_or_default();
+        let mut kept: Vec<String> = Vec::new();
+        let mut has_resumed = false;
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue; // a line torn by a kill
+            };
+            let it = v["iteration"].as_u64().unwrap_or(u64::MAX);
+            if it <= state.iteration {
+                has_resumed |= it == state.iteration;
+                kept.push(line.to_string());
+            }
+        }
+        if !has_resumed
+            && state
+                .iteration
+                .is_multiple_of(self.settings.snapshot_interval)
+        {
+            kept.push(
+                serde_json::json!({
+                    "iteration": state.iteration,
+                    "metrics": state.last_metrics,
+                    "best_metric": state.best_metric,
+                    "best_iteration": state.best_iteration,
+                })
+                .to_string(),
+            );
+        }
+        let mut out = kept.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        write_atomic(&metrics_path, out.as_bytes()).map_err(|e| io(&metrics_path, e))?;
+        Ok(history)
     }
 
     fn write_history(&self, history: &[LogRecord]) -> Result<(), TrainError> {

@@ -357,22 +357,31 @@ fn resume_restart_false_is_bit_exact() {
         weights(&m_full),
         "resumed weights differ"
     );
-    let tail_full: Vec<_> = s_full
-        .history
-        .iter()
-        .filter(|h| h.iteration > 20)
-        .cloned()
-        .collect();
-    let tail_resumed: Vec<_> = s_resumed
-        .history
-        .iter()
-        .map(|h| (h.iteration, h.lr, h.loss))
-        .collect();
-    let tail_full: Vec<_> = tail_full
-        .iter()
-        .map(|h| (h.iteration, h.lr, h.loss))
-        .collect();
-    assert_eq!(tail_resumed, tail_full);
+    // The resumed run's log continues the interrupted one: the whole history equals the
+    // uninterrupted run's (LR, loss, gradient norm; timings aside), and so does metrics.jsonl.
+    // Records before the resume point come back from logs/train_log.json (serde_json's float
+    // parsing is exact to about 1e-16 relative, not bit for bit); the ones after are computed.
+    assert_eq!(s_resumed.history.len(), s_full.history.len());
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(1.0);
+    for (r, f) in s_resumed.history.iter().zip(&s_full.history) {
+        assert_eq!((r.iteration, r.lr), (f.iteration, f.lr));
+        assert!(close(r.loss, f.loss), "{r:?} vs {f:?}");
+        assert!(
+            close(r.grad_norm.unwrap(), f.grad_norm.unwrap()),
+            "{r:?} vs {f:?}"
+        );
+        if r.iteration > 20 {
+            assert_eq!(
+                (r.loss, r.grad_norm),
+                (f.loss, f.grad_norm),
+                "computed after resume"
+            );
+        }
+    }
+    let metrics = |dir: &std::path::Path| {
+        std::fs::read_to_string(RunDir::at(dir, "toy").logs_dir().join("metrics.jsonl")).unwrap()
+    };
+    assert_eq!(metrics(part.path()), metrics(full.path()));
     assert_eq!(s_resumed.state.best_metric, s_full.state.best_metric);
 }
 
