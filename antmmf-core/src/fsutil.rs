@@ -43,6 +43,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Removes temporary files that [`write_atomic`] left in `dir` when its process was killed
+/// mid-write (`.<name>.tmp-<pid>` of a process that no longer runs). Returns what was removed.
+pub fn remove_stale_temporaries(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +83,21 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("metrics.json")]);
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 4194304 is above Linux's pid_max, so no process has it.
+        let stale = dir.path().join(".model_4.ckpt.tmp-4194304");
+        let live = dir
+            .path()
+            .join(format!(".model_6.ckpt.tmp-{}", std::process::id()));
+        let other = dir.path().join("model_2.ckpt");
+        for p in [&stale, &live, &other] {
+            fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temporaries(dir.path()), vec![stale.clone()]);
+        assert!(!stale.exists() && live.exists() && other.exists());
     }
 }

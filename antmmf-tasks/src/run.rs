@@ -571,6 +571,11 @@ pub fn build_model<B: Backend>(
 pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunReport, RunError> {
     let run = plan.run_dir();
     run.create(&plan.config)?;
+    for dir in [run.root().to_path_buf(), run.models_dir(), run.logs_dir()] {
+        for stale in antmmf_core::fsutil::remove_stale_temporaries(&dir) {
+            log::warn!("removed {} (left by a killed write)", stale.display());
+        }
+    }
     let _ = antmmf_core::logging::log_to_file(&run.logs_dir().join("train.log"));
     log::info!("run directory: {}", run.root().display());
     let t = &plan.training;
