@@ -154,12 +154,13 @@ fn check_reads_the_sample_data_and_finds_nothing_wrong() {
         String::from_utf8_lossy(&o.stderr)
     );
     for want in [
-        "split train (Pretrain): 16 annotation lines in 2 file(s) -> 13 items; 4 videos, 8 images",
+        // 8 video + 8 image lines of our own, 48 lines of the 16 synthetic clips.
+        "split train (Pretrain): 64 annotation lines in 3 file(s) -> 29 items; 20 videos, 8 images",
         "split val (Pretrain)",
         "split test (Pretrain)",
-        "captions length in words (whitespace-separated): n=16",
+        "captions length in words (whitespace-separated): n=64",
         "captions length in WordPiece tokens",
-        "video duration in seconds: n=4",
+        "video duration in seconds: n=20",
         "media that cannot be opened: 0",
         "check: OK, no problem found",
     ] {
