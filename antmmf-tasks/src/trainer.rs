@@ -783,19 +783,21 @@ pub fn latest_good_checkpoint(run: &RunDir) -> Option<PathBuf> {
     load_newest_good(&candidates).ok().map(|(p, _)| p)
 }
 
+/// Adds a line to a small log file by rewriting it atomically (temporary file, fsync, rename), so
+/// a crash leaves the previous complete file, never a torn line.
 fn append_line(path: &Path, line: &str) -> Result<(), TrainError> {
-    use std::io::Write;
-    let io = |e: std::io::Error| TrainError::Io(format!("{}: {e}", path.display()));
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
+    let mut text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(TrainError::Io(format!("{}: {e}", path.display()))),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    writeln!(f, "{line}").map_err(io)?;
-    f.sync_data().map_err(io)
+    text.push_str(line);
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+        .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))
 }
 
 #[derive(Default)]
