@@ -333,12 +333,7 @@ impl<B: Backend> WindowAttention3d<B> {
         let counts = [0, 1, 2].map(|i| padded[i] / window[i]);
         let n_windows = counts.iter().product::<usize>();
         let n = window.iter().product::<usize>();
-        let windows = x
-            .reshape([
-                b, counts[0], window[0], counts[1], window[1], counts[2], window[2], c,
-            ])
-            .permute([0, 1, 3, 5, 2, 4, 6, 7])
-            .reshape([b * n_windows, n, c]);
+        let windows = window_partition(x, counts, window);
 
         let heads = self.num_heads;
         let head_dim = c / heads;
@@ -380,12 +375,7 @@ impl<B: Backend> WindowAttention3d<B> {
         };
         let out = out.swap_dims(1, 2).reshape([b * n_windows, n, c]);
         let out = self.proj.forward(out);
-        let x = out
-            .reshape([
-                b, counts[0], counts[1], counts[2], window[0], window[1], window[2], c,
-            ])
-            .permute([0, 1, 4, 2, 5, 3, 6, 7])
-            .reshape([b, padded[0], padded[1], padded[2], c]);
+        let x = window_reverse(out, b, counts, window);
         let x = if shifted {
             x.roll(&shift.map(|s| -(s as i64)), &[1, 2, 3])
         } else {
@@ -542,6 +532,43 @@ impl<B: Backend> PatchMerging3d<B> {
     }
 }
 
+/// Cuts `[B, T, H, W, C]` (each of T, H, W a multiple of its window size) into windows
+/// `[B * nT * nH * nW, wT * wH * wW, C]`, windows in (t, h, w) order and tokens in (t, h, w)
+/// order inside each window. Tensors stay at most 5-dimensional (NdArray's limit is 6).
+fn window_partition<B: Backend>(
+    x: Tensor<B, 5>,
+    counts: [usize; 3],
+    window: [usize; 3],
+) -> Tensor<B, 3> {
+    let [b, _, _, w, c] = x.dims();
+    let [ct, ch, cw] = counts;
+    let [wt, wh, ww] = window;
+    x.reshape([b * ct, wt, ch, wh, w * c])
+        .swap_dims(1, 2)
+        .reshape([b * ct * ch, wt * wh, cw, ww, c])
+        .swap_dims(1, 2)
+        .reshape([b * ct * ch * cw, wt * wh * ww, c])
+}
+
+/// The inverse of [`window_partition`]: windows `[B * nT * nH * nW, wT * wH * wW, C]` back to
+/// `[B, T, H, W, C]`.
+fn window_reverse<B: Backend>(
+    windows: Tensor<B, 3>,
+    b: usize,
+    counts: [usize; 3],
+    window: [usize; 3],
+) -> Tensor<B, 5> {
+    let [_, _, c] = windows.dims();
+    let [ct, ch, cw] = counts;
+    let [wt, wh, ww] = window;
+    windows
+        .reshape([b * ct * ch, cw, wt * wh, ww, c])
+        .swap_dims(1, 2)
+        .reshape([b * ct, ch, wt, wh, cw * ww * c])
+        .swap_dims(1, 2)
+        .reshape([b, ct * wt, ch * wh, cw * ww, c])
+}
+
 /// One stage: Swin blocks, then (except in the last stage) patch merging.
 #[derive(Module, Debug)]
 pub struct SwinStage3d<B: Backend> {
@@ -626,5 +653,40 @@ impl<B: Backend> VideoSwin<B> {
         let pooled = Self::pool(self.forward_features(video).norm);
         let logits = self.head.as_ref().map(|h| h.forward(pooled.clone()));
         (pooled, logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn windows_are_cut_in_order_and_put_back() {
+        let device = Default::default();
+        let (b, t, h, w, c) = (2, 4, 4, 6, 3);
+        let len = b * t * h * w * c;
+        let values: Vec<f32> = (0..len).map(|v| v as f32).collect();
+        let x = Tensor::<Flex, 1>::from_data(TensorData::new(values.clone(), [len]), &device)
+            .reshape([b, t, h, w, c]);
+        let (counts, window) = ([2, 2, 3], [2, 2, 2]);
+        let windows = window_partition(x.clone(), counts, window);
+        assert_eq!(windows.dims(), [b * 12, 8, c]);
+        let got: Vec<f32> = windows.clone().into_data().to_vec().unwrap();
+        let at = |bi: usize, ti: usize, hi: usize, wi: usize, ci: usize| {
+            values[(((bi * t + ti) * h + hi) * w + wi) * c + ci]
+        };
+        // Batch 1, window (t 1, h 0, w 2), token (t 1, h 1, w 0), channel 2.
+        let (wt, wh, ww) = (1, 0, 2);
+        let (tt, th, tw) = (1, 1, 0);
+        let win = 12 + (wt * counts[1] + wh) * counts[2] + ww;
+        let tok = (tt * window[1] + th) * window[2] + tw;
+        assert_eq!(got[(win * 8 + tok) * c + 2], at(1, 3, 1, 4, 2));
+        let back: Vec<f32> = window_reverse(windows, b, counts, window)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(back, values);
     }
 }
