@@ -28,6 +28,7 @@ use antmmf_data::dataset::{VideoTextDataset, sample_rng};
 use antmmf_data::dataset_config::{PathList, Split};
 use antmmf_data::loader::{DeterministicLoader, LoaderConfig};
 use antmmf_models::univl::Univl;
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde_json::{Value as Json, json};
@@ -60,6 +61,9 @@ pub struct Evaluator<B: Backend> {
     pub split: String,
     /// Re-rank each text's top-k L1 videos with the cross encoder (`None`: every pair).
     pub l2_topk: Option<usize>,
+    /// Devices the L2 pair list is split across (contiguous parts, gathered in order); empty or
+    /// one: the batches' device only.
+    pub devices: Vec<B::Device>,
 }
 
 /// What the predictions may name beyond the batches: the dataset (captions and keys of
@@ -430,26 +434,17 @@ impl<B: Backend> Evaluator<B> {
                 pairs.push((t, v));
             }
         }
-        let device = ids.device();
-        for chunk in pairs.chunks(L2_PAIRS_PER_PASS) {
-            let ts: Vec<usize> = chunk.iter().map(|p| p.0).collect();
-            let vs: Vec<usize> = chunk.iter().map(|p| p.1).collect();
-            let tsel = index_tensor::<B>(&ts, &device);
-            let vsel = index_tensor::<B>(&vs, &device);
-            let cross = model
-                .cross(
-                    ids.clone().select(0, tsel.clone()),
-                    mask.clone().select(0, tsel.clone()),
-                    Some(segments.clone().select(0, tsel)),
-                    tokens.clone().select(0, vsel.clone()),
-                    clip_mask.clone().select(0, vsel),
-                )
-                .map_err(eval_err)?;
-            let scores = host_f32(model.l2_score(cross.pooled));
-            for ((t, v), s) in chunk.iter().zip(scores) {
-                l2_host[t * nv + v] = s;
-                scored[t * nv + v] = true;
-            }
+        let inputs = PairInputs {
+            ids,
+            mask,
+            segments,
+            tokens,
+            clip_mask,
+        };
+        let scores = score_pairs_on_devices(model, &inputs, &pairs, &self.devices)?;
+        for ((t, v), s) in pairs.iter().zip(scores) {
+            l2_host[t * nv + v] = s;
+            scored[t * nv + v] = true;
         }
         let l2_report =
             evaluate_retrieval(&ScoreMatrix::new(&l2_host, nt, nv).map_err(eval_err)?, &gt)
@@ -491,6 +486,96 @@ impl<B: Backend> Evaluator<B> {
             embeddings: Some(embeddings),
         })
     }
+}
+
+/// What the cross encoder reads for a (text, video) pair: every text's tokens and every video's
+/// clip tokens, on one device.
+#[derive(Clone)]
+struct PairInputs<B: Backend> {
+    ids: Tensor<B, 2, Int>,
+    mask: Tensor<B, 2, Int>,
+    segments: Tensor<B, 2, Int>,
+    tokens: Tensor<B, 3>,
+    clip_mask: Tensor<B, 2, Int>,
+}
+
+impl<B: Backend> PairInputs<B> {
+    fn to_device(self, device: &B::Device) -> Self {
+        Self {
+            ids: self.ids.to_device(device),
+            mask: self.mask.to_device(device),
+            segments: self.segments.to_device(device),
+            tokens: self.tokens.to_device(device),
+            clip_mask: self.clip_mask.to_device(device),
+        }
+    }
+}
+
+/// The L2 score of each (text row, video row) pair, in `pairs` order, on the inputs' device.
+fn score_pairs<B: Backend>(
+    model: &Univl<B>,
+    inputs: &PairInputs<B>,
+    pairs: &[(usize, usize)],
+) -> Result<Vec<f32>, RunError> {
+    let device = inputs.ids.device();
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(L2_PAIRS_PER_PASS) {
+        let ts: Vec<usize> = chunk.iter().map(|p| p.0).collect();
+        let vs: Vec<usize> = chunk.iter().map(|p| p.1).collect();
+        let tsel = index_tensor::<B>(&ts, &device);
+        let vsel = index_tensor::<B>(&vs, &device);
+        let cross = model
+            .cross(
+                inputs.ids.clone().select(0, tsel.clone()),
+                inputs.mask.clone().select(0, tsel.clone()),
+                Some(inputs.segments.clone().select(0, tsel)),
+                inputs.tokens.clone().select(0, vsel.clone()),
+                inputs.clip_mask.clone().select(0, vsel),
+            )
+            .map_err(eval_err)?;
+        out.extend(host_f32(model.l2_score(cross.pooled)));
+    }
+    Ok(out)
+}
+
+/// [`score_pairs`] with the pair list split into one contiguous part per device, each scored by
+/// a copy of the model on its device in its own thread, and the parts gathered in order. The
+/// parts are cut at multiples of the pass size, so every pass sees the same pairs as on one
+/// device.
+fn score_pairs_on_devices<B: Backend>(
+    model: &Univl<B>,
+    inputs: &PairInputs<B>,
+    pairs: &[(usize, usize)],
+    devices: &[B::Device],
+) -> Result<Vec<f32>, RunError> {
+    if devices.len() <= 1 || pairs.len() <= L2_PAIRS_PER_PASS {
+        return score_pairs(model, inputs, pairs);
+    }
+    let passes = pairs.len().div_ceil(L2_PAIRS_PER_PASS);
+    let part = passes.div_ceil(devices.len()) * L2_PAIRS_PER_PASS;
+    let parts: Vec<Result<Vec<f32>, RunError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pairs
+            .chunks(part)
+            .zip(devices)
+            .map(|(chunk, device)| {
+                let model = model.clone().to_device(device);
+                let inputs = inputs.clone().to_device(device);
+                scope.spawn(move || score_pairs(&model, &inputs, chunk))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(eval_err("an L2 scoring thread panicked")))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(pairs.len());
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
 }
 
 fn labels_key(labels: &[String], c: usize) -> String {
@@ -672,12 +757,17 @@ pub fn load_model<B: Backend>(
 
 /// Evaluates `plan`'s head on a split and writes `metrics.json`, `predictions.jsonl` (and, with
 /// `evalai_inference`, AntMMF's report file in `report_format`) atomically.
+///
+/// Runs on `devices[0]`; retrieval's L2 pair list is split across all of `devices`.
 pub fn evaluate_run<B: Backend>(
     plan: &RunPlan,
     options: &EvalOptions,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<EvalReport, RunError> {
     let start = Instant::now();
+    let device = devices
+        .first()
+        .ok_or_else(|| eval_err("no device to evaluate on"))?;
     let split_name = options.split.as_str();
     if !plan.has_split(options.split) {
         return Err(RunError::Invalid {
@@ -706,6 +796,7 @@ pub fn evaluate_run<B: Backend>(
         task: plan.task.clone(),
         split: split_name.into(),
         l2_topk: options.l2_topk,
+        devices: devices.to_vec(),
     };
     let labels = labels_of(plan);
     let out = evaluator.evaluate_detailed(

@@ -602,6 +602,7 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
                 task: plan.task.clone(),
                 split: name.into(),
                 l2_topk: Some(50),
+                devices: Vec::new(),
             }))
         };
     let mut model = build_model::<B>(plan, &device)?;
@@ -732,7 +733,7 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
                 out_dir: Some(run.root().join("predict_test")),
                 save_embeddings: false,
             },
-            &device,
+            std::slice::from_ref(&device),
         )?;
         log::info!(
             "predict: {} predictions in {}",

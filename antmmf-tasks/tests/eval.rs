@@ -1,9 +1,12 @@
-//! The evaluation entry points that need no model: `--task` against the config's head, where the
-//! checkpoint comes from, and the embedding files `antmmf-extract` writes.
+//! The evaluation entry points that need no model (`--task` against the config's head, where the
+//! checkpoint comes from, the embedding files `antmmf-extract` writes) and the split of
+//! retrieval's L2 pair list across devices.
 
 use antmmf_core::{Config, ConfigSources};
+use antmmf_data::dataset_config::Split;
 use antmmf_tasks::eval::{
-    Embeddings, EvalTask, ExtractWhat, HEAD_KEY, apply_task, resolve_checkpoint, write_embeddings,
+    Embeddings, EvalOptions, EvalTask, ExtractWhat, HEAD_KEY, apply_task, evaluate_run,
+    resolve_checkpoint, write_embeddings,
 };
 use antmmf_tasks::run::RunPlan;
 use std::path::{Path, PathBuf};
@@ -108,4 +111,63 @@ fn embeddings_files_by_extension() {
     assert_eq!(b.len(), 10 + hl + 12 * 4);
     assert!(dir.path().join("v.clip_mask.npy").is_file());
     assert!(write_embeddings(&dir.path().join("v.bin"), &e).is_err());
+}
+
+/// The embedded synthetic retrieval set (`data/sample/synth`) under `configs/synthetic`.
+fn synthetic_retrieval(save: &Path) -> RunPlan {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dataset = "task_attributes.univl_task.dataset_attributes.synthetic";
+    let vocab = std::env::var_os("ANTMMF_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("assets"))
+        .join("minilm/vocab.txt");
+    assert!(
+        vocab.is_file(),
+        "missing {}: run scripts/setup.sh",
+        vocab.display()
+    );
+    let overrides = [
+        format!("{dataset}.data_root_dir"),
+        root.join("data/sample/synth").display().to_string(),
+        format!("{dataset}.processors.caption_processor.params.tokenizer_config.params.vocab_path"),
+        vocab.display().to_string(),
+        "training_parameters.save_dir".into(),
+        save.display().to_string(),
+    ];
+    let config = Config::load(&ConfigSources {
+        config: Some(root.join("configs/synthetic/retrieval.yml")),
+        config_override: None,
+        overrides: overrides.to_vec(),
+    })
+    .unwrap();
+    RunPlan::from_config(&config).unwrap()
+}
+
+#[test]
+fn l2_pairs_split_across_devices_gather_to_the_single_device_result() {
+    use burn::backend::{Flex, flex::FlexDevice};
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = synthetic_retrieval(tmp.path());
+    // The training split holds 16 videos (one caption drawn per video): every pair is 256 pairs,
+    // four cross-encoder passes, so three devices get two, two and no passes.
+    let eval = |devices: &[FlexDevice], out: &str| {
+        let options = EvalOptions {
+            split: Split::Train,
+            checkpoint: None,
+            l2_topk: None,
+            out_dir: Some(tmp.path().join(out)),
+            save_embeddings: false,
+        };
+        evaluate_run::<Flex>(&plan, &options, devices).unwrap()
+    };
+    let one = eval(&[FlexDevice], "one");
+    let three = eval(&[FlexDevice, FlexDevice, FlexDevice], "three");
+    assert_eq!(one.predictions, 16);
+    assert_eq!(one.metrics, three.metrics);
+    assert!(one.metrics["train/l2_simi_t2v-r@1"] >= 0.0);
+    let read = |dir: &Path| std::fs::read_to_string(dir.join("predictions.jsonl")).unwrap();
+    let (a, b) = (read(&one.out_dir), read(&three.out_dir));
+    assert_eq!(a.lines().count(), 16);
+    assert!(a.contains("\"l2_score\":"));
+    assert_eq!(a, b, "the gathered L2 scores equal the single-device ones");
 }

@@ -207,13 +207,7 @@ impl antmmf_apps::BackendVisitor for Eval<'_> {
         kind: antmmf_core::backend::BackendKind,
         devices: Vec<B::Device>,
     ) -> Self::Output {
-        if devices.len() > 1 {
-            log::warn!(
-                "{} devices given: evaluation runs on the first",
-                devices.len()
-            );
-        }
-        log::info!("backend {kind}, device {:?}", devices[0]);
-        antmmf_tasks::eval::evaluate_run::<B::InnerBackend>(self.plan, self.options, &devices[0])
+        log::info!("backend {kind}, devices {devices:?}");
+        antmmf_tasks::eval::evaluate_run::<B::InnerBackend>(self.plan, self.options, &devices)
     }
 }
