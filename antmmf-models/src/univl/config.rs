@@ -4,7 +4,10 @@
 //! Mirrors the keys read by `prj/base_vtp/roi_univl/univl/model/univl_video_base.py`,
 //! `univl_video_ret.py`, `univl_video_pretrain.py`, `univl_video_cls.py`, `moco_utils.py` and the
 //! encoders they build (`antmmf/modules/encoders/text_encoder.py::PretrainedTransformerEncoder`,
-//! `visual_encoder.py::VideoSwinEncoder`, `clip_visual_encoder.py::VitImageEncoder`).
+//! `visual_encoder.py::VideoSwinEncoder` and `DetrBatchPVTImageEncoder` (over
+//! `antmmf/modules/vision/backbone/pvt.py::PVTImageEncoder`),
+//! `antmmf/modules/vision/backbone/efficientnet.py::BatchEfficientNetImageEncoder`,
+//! `clip_visual_encoder.py::VitImageEncoder`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::bert::BertConfig;
 use crate::clip::ClipVisionConfig;
+use crate::efficientnet::EfficientNetLiteConfig;
 use crate::losses::{ResampleMethod, ReweightMethod};
+use crate::pvt_v2::PvtV2Config;
 use crate::transformer::Activation;
 use crate::video_swin::VideoSwinConfig;
 
@@ -266,26 +271,37 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Checks the keys an encoder's `**kwargs` swallowed: one that looks like a misspelt parameter
+/// of `known` is an error naming it; the others are ignored with a warning, as AntMMF ignores
+/// them.
+fn check_swallowed_keys(
+    encoder: &str,
+    known: &[&str],
+    other: &BTreeMap<String, serde_json::Value>,
+) -> Result<(), UnivlError> {
+    for key in other.keys() {
+        let path = format!("image_encoder.params.{key}");
+        if let Some(known) = known
+            .iter()
+            .find(|k| edit_distance(key, k) <= 2.min(k.len() / 3).max(1))
+        {
+            return Err(config_error(
+                &path,
+                format!("unknown {encoder} parameter; did you mean `{known}`?"),
+            ));
+        }
+        log::warn!(
+            "{UNIVL_CONFIG_PATH}.{path} is not a {encoder} parameter: ignored, as AntMMF's \
+             **kwargs does"
+        );
+    }
+    Ok(())
+}
+
 impl VideoSwinParams {
     /// Rejects unknown keys that look like a misspelt parameter; warns about the others.
     pub fn check_other_keys(&self) -> Result<(), UnivlError> {
-        for key in self.other.keys() {
-            let path = format!("image_encoder.params.{key}");
-            if let Some(known) = SWIN_PARAMS
-                .iter()
-                .find(|k| edit_distance(key, k) <= 2.min(k.len() / 3).max(1))
-            {
-                return Err(config_error(
-                    &path,
-                    format!("unknown VideoSwinEncoder parameter; did you mean `{known}`?"),
-                ));
-            }
-            log::warn!(
-                "{UNIVL_CONFIG_PATH}.{path} is not a VideoSwinEncoder parameter: ignored, as \
-                 AntMMF's **kwargs does"
-            );
-        }
-        Ok(())
+        check_swallowed_keys("VideoSwinEncoder", SWIN_PARAMS, &self.other)
     }
 
     /// The backbone configuration these parameters describe (no classification head).
@@ -441,6 +457,303 @@ impl ClipVisualParams {
     }
 }
 
+/// AntMMF's `pool_type`: adaptive average or max pooling of a feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolType {
+    /// `nn.AdaptiveAvgPool2d`.
+    #[default]
+    Avg,
+    /// `nn.AdaptiveMaxPool2d` (AntMMF takes any value but `avg` as max; here only `max`).
+    Max,
+}
+
+/// The grid AntMMF's `num_output_features` pools a feature map to (`PVTImageEncoder`,
+/// `EfficientNetImageEncoder`): `-1` keeps the map (`None`); 1, 2, 3, 5, 7 give `[n, 1]`; 4, 6,
+/// 8, 9 give `[2, 2]`, `[3, 2]`, `[4, 2]`, `[3, 3]`; anything else is an error, as in AntMMF.
+pub fn output_grid(num_output_features: i64) -> Result<Option<[usize; 2]>, String> {
+    Ok(Some(match num_output_features {
+        -1 => return Ok(None),
+        n @ (1 | 2 | 3 | 5 | 7) => [n as usize, 1],
+        4 => [2, 2],
+        6 => [3, 2],
+        8 => [4, 2],
+        9 => [3, 3],
+        n => {
+            return Err(format!(
+                "{n}: expected -1 (keep the feature map) or 1 to 9, as AntMMF"
+            ));
+        }
+    }))
+}
+
+/// `image_encoder.params` of `BatchEfficientNetImageEncoder` (AntMMF's `EfficientNetImageEncoder`
+/// arguments, which take no `**kwargs`: other keys are errors).
+///
+/// AntMMF builds lukemelas' EfficientNet-B0..B8 (squeeze-excitation, swish); antmmf-rs ports
+/// EfficientNet-Lite0..4 ([`crate::efficientnet`]: no squeeze-excitation, ReLU6, the same
+/// lukemelas checkpoint layout), so `model_name` takes `efficientnet-lite{0..4}` and the B-series
+/// names are rejected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EfficientNetParams {
+    /// `efficientnet-lite0` (default) .. `efficientnet-lite4`.
+    pub model_name: String,
+    /// How the feature map is pooled to the `num_output_features` grid.
+    pub pool_type: PoolType,
+    /// `-1` (default): the whole `ceil(H/32) x ceil(W/32)` map is the grid; 1..=9: adaptive
+    /// pooling to a fixed grid (see [`output_grid`]).
+    pub num_output_features: i64,
+    /// A lukemelas-layout checkpoint (`_conv_stem`, `_blocks.{i}.*`; `.pth`, `.safetensors`),
+    /// e.g. `efficientnet-lite0-57934424.pth`; its classifier `_fc` is skipped.
+    pub model_path: Option<PathBuf>,
+    /// Load `model_path` (AntMMF downloads by name when it is null; here the backbone then starts
+    /// from random weights, with a warning).
+    pub pretrained: bool,
+}
+
+impl Default for EfficientNetParams {
+    fn default() -> Self {
+        Self {
+            model_name: "efficientnet-lite0".into(),
+            pool_type: PoolType::Avg,
+            num_output_features: -1,
+            model_path: None,
+            pretrained: true,
+        }
+    }
+}
+
+impl EfficientNetParams {
+    /// The backbone configuration (no classifier) `model_name` names.
+    pub fn to_efficientnet_config(&self) -> Result<EfficientNetLiteConfig, UnivlError> {
+        let index = self
+            .model_name
+            .strip_prefix("efficientnet-lite")
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|&i| i <= 4);
+        let Some(index) = index else {
+            let why = if self.model_name.starts_with("efficientnet-") {
+                "the B-series EfficientNet (squeeze-excitation, swish) is not ported; \
+                 antmmf-rs has EfficientNet-Lite"
+            } else {
+                "unknown model"
+            };
+            return Err(config_error(
+                "image_encoder.params.model_name",
+                format!(
+                    "`{}`: {why}: expected efficientnet-lite0 .. efficientnet-lite4",
+                    self.model_name
+                ),
+            ));
+        };
+        Ok(EfficientNetLiteConfig {
+            num_classes: 0,
+            ..EfficientNetLiteConfig::lite(index)
+        })
+    }
+
+    /// The pooled grid `[rows, cols]`, or `None` to keep the feature map.
+    pub fn output_grid(&self) -> Result<Option<[usize; 2]>, UnivlError> {
+        output_grid(self.num_output_features)
+            .map_err(|m| config_error("image_encoder.params.num_output_features", m))
+    }
+}
+
+/// `image_encoder.params` of `DetrBatchPVTImageEncoder`: AntMMF's keys plus architecture
+/// overrides (antmmf-rs, for small models).
+///
+/// AntMMF's `PVTImageEncoder(*args, **kwargs)` swallows keys it does not know (its own
+/// `visual_encoder/pvt.yml` passes `freeze` and `replace_stride_with_dilation`, which therefore
+/// do nothing there); so are they here: the two named ones silently, others with a warning, and a
+/// key that looks like a misspelt parameter is an error. `pool_type` and `num_output_features`
+/// are validated as AntMMF does at construction, but the DETR forward does not pool (AntMMF's
+/// neither): the grid is the last stage's map after `output_proj`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PvtParams {
+    /// `pvt_v2_b0` .. `pvt_v2_b5` (default `pvt_v2_b2`, as AntMMF's `visual_encoder/pvt.yml`;
+    /// the linear-attention `pvt_v2_b2_li` is not ported).
+    pub model_name: String,
+    /// A whai362/PVT `pvt_v2_b*.pth` checkpoint (AntMMF's format) or a `transformers`
+    /// `PvtV2Model` file; the classification head is skipped.
+    pub model_path: Option<PathBuf>,
+    /// Load `model_path` (AntMMF downloads by name when it is null; here the backbone then starts
+    /// from random weights, with a warning).
+    pub pretrained: bool,
+    /// Width of the 1x1 `output_proj` after the last stage (required, as in AntMMF; the
+    /// configs set `model_attributes.univl.hidden_size`).
+    pub output_channels: Option<usize>,
+    /// Validated, not used by the forward (see above).
+    pub pool_type: Option<PoolType>,
+    /// Validated (-1 or 1..=9), not used by the forward (see above).
+    pub num_output_features: Option<i64>,
+    /// Accepted for compatibility (see `video_swin.rs` on gradient checkpointing in Burn).
+    pub gradient_checkpointing: Option<StageFlags>,
+    /// Swallowed by AntMMF's `**kwargs` (no effect there); freezing is the optimizer's business.
+    pub freeze: Option<bool>,
+    /// Swallowed by AntMMF's `**kwargs` (a ResNet argument; no effect there or here).
+    pub replace_stride_with_dilation: Option<Vec<bool>>,
+    /// antmmf-rs: width per stage (overrides the `model_name` preset).
+    pub embed_dims: Option<Vec<usize>>,
+    /// antmmf-rs: attention heads per stage.
+    pub num_heads: Option<Vec<usize>>,
+    /// antmmf-rs: MLP width multiple per stage.
+    pub mlp_ratios: Option<Vec<usize>>,
+    /// antmmf-rs: blocks per stage.
+    pub depths: Option<Vec<usize>>,
+    /// antmmf-rs: key/value spatial reduction per stage.
+    pub sr_ratios: Option<Vec<usize>>,
+    /// Other keys (see above).
+    #[serde(flatten, skip_serializing)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for PvtParams {
+    fn default() -> Self {
+        Self {
+            model_name: "pvt_v2_b2".into(),
+            model_path: None,
+            pretrained: true,
+            output_channels: None,
+            pool_type: None,
+            num_output_features: None,
+            gradient_checkpointing: None,
+            freeze: None,
+            replace_stride_with_dilation: None,
+            embed_dims: None,
+            num_heads: None,
+            mlp_ratios: None,
+            depths: None,
+            sr_ratios: None,
+            other: BTreeMap::new(),
+        }
+    }
+}
+
+/// The parameters [`PvtParams`] reads.
+const PVT_PARAMS: &[&str] = &[
+    "model_name",
+    "model_path",
+    "pretrained",
+    "output_channels",
+    "pool_type",
+    "num_output_features",
+    "gradient_checkpointing",
+    "freeze",
+    "replace_stride_with_dilation",
+    "embed_dims",
+    "num_heads",
+    "mlp_ratios",
+    "depths",
+    "sr_ratios",
+];
+
+impl PvtParams {
+    /// Rejects unknown keys that look like a misspelt parameter; warns about the others.
+    pub fn check_other_keys(&self) -> Result<(), UnivlError> {
+        check_swallowed_keys("DetrBatchPVTImageEncoder", PVT_PARAMS, &self.other)
+    }
+
+    /// Width of the grid features (`output_channels`).
+    pub fn out_dim(&self) -> Result<usize, UnivlError> {
+        match self.output_channels {
+            Some(c) if c > 0 => Ok(c),
+            Some(_) => Err(config_error(
+                "image_encoder.params.output_channels",
+                "must be > 0",
+            )),
+            None => Err(config_error(
+                "image_encoder.params.output_channels",
+                "required (the width of DetrBatchPVTImageEncoder's output_proj; AntMMF's \
+                 configs set it to model_attributes.univl.hidden_size)",
+            )),
+        }
+    }
+
+    /// The backbone configuration (no classification head) these parameters describe.
+    pub fn to_pvt_config(&self) -> Result<PvtV2Config, UnivlError> {
+        let key = |k: &str| format!("image_encoder.params.{k}");
+        let mut config = match self.model_name.as_str() {
+            "pvt_v2_b0" => PvtV2Config::b0(),
+            "pvt_v2_b1" => PvtV2Config::b1(),
+            "pvt_v2_b2" => PvtV2Config::b2(),
+            "pvt_v2_b3" => PvtV2Config::b3(),
+            "pvt_v2_b4" => PvtV2Config::b4(),
+            "pvt_v2_b5" => PvtV2Config::b5(),
+            other => {
+                let why = if other == "pvt_v2_b2_li" {
+                    "the linear-attention variant is not ported"
+                } else {
+                    "unknown model"
+                };
+                return Err(config_error(
+                    &key("model_name"),
+                    format!("`{other}`: {why}: expected pvt_v2_b0 .. pvt_v2_b5"),
+                ));
+            }
+        };
+        config.num_classes = 0;
+        for (value, field) in [
+            (&self.embed_dims, &mut config.embed_dims),
+            (&self.num_heads, &mut config.num_heads),
+            (&self.mlp_ratios, &mut config.mlp_ratios),
+            (&self.depths, &mut config.depths),
+            (&self.sr_ratios, &mut config.sr_ratios),
+        ] {
+            if let Some(v) = value {
+                field.clone_from(v);
+            }
+        }
+        let stages = config.embed_dims.len();
+        if stages == 0 || config.embed_dims.contains(&0) {
+            return Err(config_error(
+                &key("embed_dims"),
+                format!(
+                    "{:?}: needs at least one stage, every width > 0",
+                    config.embed_dims
+                ),
+            ));
+        }
+        for (name, list) in [
+            ("num_heads", &config.num_heads),
+            ("mlp_ratios", &config.mlp_ratios),
+            ("depths", &config.depths),
+            ("sr_ratios", &config.sr_ratios),
+        ] {
+            if list.len() != stages {
+                return Err(config_error(
+                    &key(name),
+                    format!("{list:?}: needs one entry per stage ({stages}, as embed_dims)"),
+                ));
+            }
+        }
+        for (i, (&dim, &heads)) in config.embed_dims.iter().zip(&config.num_heads).enumerate() {
+            if heads == 0 || !dim.is_multiple_of(heads) {
+                return Err(config_error(
+                    &key("num_heads"),
+                    format!("stage {i} has width {dim}, not a multiple of {heads} heads"),
+                ));
+            }
+        }
+        if config.sr_ratios.contains(&0) || config.mlp_ratios.contains(&0) {
+            let name = if config.sr_ratios.contains(&0) {
+                "sr_ratios"
+            } else {
+                "mlp_ratios"
+            };
+            return Err(config_error(&key(name), "every entry must be > 0"));
+        }
+        if let Some(n) = self.num_output_features {
+            output_grid(n).map_err(|m| config_error(&key("num_output_features"), m))?;
+        }
+        config
+            .validate()
+            .map_err(|e| config_error(&key("model_name"), e.to_string()))?;
+        Ok(config)
+    }
+}
+
 /// `image_encoder`: the visual backbone, by AntMMF type name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "params")]
@@ -450,11 +763,40 @@ pub enum ImageEncoderConfig {
     /// CLIP ViT per frame (AntMMF `VitImageEncoder`; `ClipVisualEncoder` accepted).
     #[serde(alias = "ClipVisualEncoder")]
     VitImageEncoder(ClipVisualParams),
+    /// EfficientNet-Lite per frame, its (optionally pooled) last feature map as the grid
+    /// (AntMMF `BatchEfficientNetImageEncoder`).
+    BatchEfficientNetImageEncoder(EfficientNetParams),
+    /// PVT v2 per frame, its last stage through a 1x1 `output_proj` as the grid (AntMMF
+    /// `DetrBatchPVTImageEncoder`).
+    DetrBatchPVTImageEncoder(PvtParams),
 }
 
 impl Default for ImageEncoderConfig {
     fn default() -> Self {
         Self::VideoSwinEncoder(VideoSwinParams::default())
+    }
+}
+
+impl ImageEncoderConfig {
+    /// The checkpoint [`UnivlConfig::init_pretrained`] loads into the backbone: `model_path`
+    /// unless `pretrained` is false. For EfficientNet and PVT, asking for pretrained weights
+    /// without a path logs a warning (AntMMF would download them).
+    pub fn pretrained_model_path(&self) -> Option<PathBuf> {
+        let (path, pretrained, name) = match self {
+            Self::VideoSwinEncoder(p) => {
+                return p.model_path.clone().filter(|_| p.pretrained != Some(false));
+            }
+            Self::VitImageEncoder(p) => return p.model_path.clone().filter(|_| p.pretrained),
+            Self::BatchEfficientNetImageEncoder(p) => (&p.model_path, p.pretrained, &p.model_name),
+            Self::DetrBatchPVTImageEncoder(p) => (&p.model_path, p.pretrained, &p.model_name),
+        };
+        if pretrained && path.is_none() {
+            log::warn!(
+                "{UNIVL_CONFIG_PATH}.image_encoder.params: pretrained without model_path: the \
+                 visual encoder ({name}) starts from random weights"
+            );
+        }
+        path.clone().filter(|_| pretrained)
     }
 }
 
@@ -566,6 +908,8 @@ impl UnivlConfig {
         match &mut self.image_encoder {
             ImageEncoderConfig::VideoSwinEncoder(p) => resolve(&mut p.model_path),
             ImageEncoderConfig::VitImageEncoder(p) => resolve(&mut p.model_path),
+            ImageEncoderConfig::BatchEfficientNetImageEncoder(p) => resolve(&mut p.model_path),
+            ImageEncoderConfig::DetrBatchPVTImageEncoder(p) => resolve(&mut p.model_path),
         }
     }
 
@@ -747,6 +1091,15 @@ impl UnivlConfig {
                 p.to_swin_config().map(|_| ())
             }
             ImageEncoderConfig::VitImageEncoder(p) => p.to_clip_config().map(|_| ()),
+            ImageEncoderConfig::BatchEfficientNetImageEncoder(p) => {
+                p.to_efficientnet_config()?;
+                p.output_grid().map(|_| ())
+            }
+            ImageEncoderConfig::DetrBatchPVTImageEncoder(p) => {
+                p.check_other_keys()?;
+                p.to_pvt_config()?;
+                p.out_dim().map(|_| ())
+            }
         }
     }
 
