@@ -50,6 +50,9 @@ enum What {
     /// Eval-mode clip loading (open, sample, decode, transform): per clip and clips/s with 1
     /// and 2 workers, to set next to benches/reference/decode_baseline.py.
     Decode(decode::DecodeArgs),
+    /// Global retrieval metrics (t2v and v2t ranks, R@1/5/10, median and mean rank) of a random
+    /// N x N score matrix, to set next to benches/reference/recall_numpy.py.
+    Recall(recall::RecallArgs),
 }
 
 struct BackendBench {
@@ -131,6 +134,7 @@ impl BackendVisitor for &BackendBench {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.what {
+        What::Recall(args) => recall::run(&args),
         What::Backends {
             matmul,
             batch,
@@ -422,6 +426,65 @@ mod decode {
                 "rust    workers {workers}: {:7.2} clips/s ({:.2} ms/clip wall)",
                 jobs.len() as f64 / wall,
                 1e3 * wall / jobs.len() as f64
+            );
+        }
+        Ok(())
+    }
+}
+
+mod recall {
+    //! `antmmf-bench recall`: `antmmf_tasks::metrics::evaluate_retrieval` on a random score
+    //! matrix with one caption per video (ground truth on the diagonal).
+
+    use antmmf_tasks::metrics::{ScoreMatrix, evaluate_retrieval};
+    use std::time::Instant;
+
+    /// Score `i` of the row-major matrix: the top 24 bits of `i * 2654435761 mod 2^32`, scaled
+    /// to [0, 1) (exact in f32; recall_numpy.py computes the same values).
+    fn score(i: usize) -> f32 {
+        let h = (i as u64).wrapping_mul(2_654_435_761) & 0xffff_ffff;
+        (h >> 8) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Options of `antmmf-bench recall`.
+    #[derive(Debug, clap::Args)]
+    pub struct RecallArgs {
+        /// Matrix sizes (texts = videos).
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        sizes: Vec<usize>,
+        /// Timed repetitions per size (median reported, after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+    }
+
+    /// Times the metrics on each size and prints a table row per size.
+    pub fn run(args: &RecallArgs) -> anyhow::Result<()> {
+        println!(
+            "# evaluate_retrieval (t2v + v2t), N x N f32 hash scores, gt diagonal; median (min) of {} after 1 warm-up",
+            args.iters
+        );
+        println!("| N | ms | min ms | t2v R@1 | v2t R@1 | t2v mean rank | v2t median rank |");
+        println!("|---|---|---|---|---|---|---|");
+        for &n in &args.sizes {
+            let scores: Vec<f32> = (0..n * n).map(score).collect();
+            let gt: Vec<usize> = (0..n).collect();
+            let sim = ScoreMatrix::new(&scores, n, n)?;
+            let mut report = evaluate_retrieval(&sim, &gt)?;
+            let mut times = Vec::with_capacity(args.iters);
+            for _ in 0..args.iters.max(1) {
+                let t = Instant::now();
+                report = evaluate_retrieval(&sim, &gt)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            println!(
+                "| {n} | {:.2} | {:.2} | {:.4} | {:.4} | {:.4} | {:.1} |",
+                times[times.len() / 2],
+                times[0],
+                report.t2v.r1,
+                report.v2t.r1,
+                report.t2v.mean_rank,
+                report.v2t.median_rank
             );
         }
         Ok(())
