@@ -270,6 +270,30 @@ impl KeyMap {
         &self.family
     }
 
+    /// The module paths file keys are loaded into, in order; `None` for a key the table ignores
+    /// (row fusions are not applied).
+    pub fn translate<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<Option<String>>, ImportError> {
+        let rules = self.remapper()?.to_regex_pairs();
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                let mut path = key.to_string();
+                for (pattern, replacement) in &rules {
+                    path = pattern
+                        .replace_all(&path, replacement.as_str())
+                        .into_owned();
+                }
+                let ignored = path
+                    .strip_prefix(IGNORED)
+                    .is_some_and(|rest| rest.starts_with('.'));
+                (!ignored).then_some(path)
+            })
+            .collect())
+    }
+
     /// No renaming: file keys are module paths.
     pub fn identity() -> Self {
         Self::new("identity", &[])
@@ -580,6 +604,18 @@ impl WeightFile {
     /// Whether a tensor with this key exists.
     pub fn contains(&self, key: &str) -> bool {
         self.tensors.contains_key(key)
+    }
+
+    /// Makes the tensor `from` also available as `to` (replacing a tensor of that name), as
+    /// AntMMF's `pretrained_mapping` copies a checkpoint tensor under another name. Returns
+    /// whether `from` exists.
+    pub fn alias(&mut self, from: &str, to: &str) -> bool {
+        let Some(snapshot) = self.tensors.get(from) else {
+            return false;
+        };
+        let renamed = with_path(snapshot, to);
+        self.tensors.insert(to.to_string(), renamed);
+        true
     }
 
     /// The stored shape of a tensor.

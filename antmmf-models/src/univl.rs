@@ -789,11 +789,21 @@ impl<B: Backend> Univl<B> {
     /// weights when `options.allow_missing`; MoCo key encoders it lacks are reset to copies of
     /// the loaded query encoders (AntMMF builds `MocoUtils` from the current encoders).
     pub fn load_antmmf_checkpoint(
-        mut self,
+        self,
         path: impl AsRef<Path>,
         options: &LoadOptions,
     ) -> Result<(Self, LoadReport), UnivlError> {
         let file = WeightFile::open(weights_file(path.as_ref())?)?;
+        self.load_antmmf_weights(&file, options)
+    }
+
+    /// [`Univl::load_antmmf_checkpoint`] from a weights file already opened (and possibly
+    /// given extra key names with [`WeightFile::alias`]).
+    pub fn load_antmmf_weights(
+        mut self,
+        file: &WeightFile,
+        options: &LoadOptions,
+    ) -> Result<(Self, LoadReport), UnivlError> {
         let lenient = LoadOptions {
             allow_missing: true,
             prefix: options.prefix.clone(),

@@ -19,12 +19,20 @@ use antmmf_data::batch::VideoTextBatch;
 use antmmf_data::dataset::{DatasetOptions, TaskKind, VideoTextDataset};
 use antmmf_data::dataset_config::{DatasetAttributes, Split};
 use antmmf_data::loader::{DeterministicLoader, LoaderConfig};
-use antmmf_models::univl::UnivlConfig;
-use burn::module::{AutodiffModule, Module};
+use antmmf_models::import::{
+    LoadOptions, LoadReport, ShapeMismatch, WeightFile, find_weights_file,
+};
+use antmmf_models::univl::{
+    Moco, Univl, UnivlConfig, UnivlError, VisualBackbone, antmmf_univl_keys,
+};
+use burn::module::{AutodiffModule, Module, Param, RunningState};
+use burn::nn::LinearConfig;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn_store::{ApplyError, ModuleSnapshot, TensorSnapshot};
 use serde_yaml_ng::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -60,6 +68,8 @@ pub const ACTED_ON_KEYS: &[&str] = &[
     "training_parameters.resume",
     "training_parameters.resume_file",
     "training_parameters.restart",
+    "training_parameters.load_pretrained",
+    "training_parameters.pretrained_mapping.**",
     "training_parameters.gradient_accumulation_steps",
     "training_parameters.skip_nan_steps",
     "training_parameters.logger_level",
@@ -532,6 +542,414 @@ pub fn is_native_checkpoint(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// One `training_parameters.pretrained_mapping` entry and what it copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingCopies {
+    /// The checkpoint name prefix (the entry's key).
+    pub from: String,
+    /// The model name prefix (the entry's value).
+    pub to: String,
+    /// The model parameters this entry filled (module paths, sorted).
+    pub copied: Vec<String>,
+}
+
+/// What [`load_resume_weights`] did.
+#[derive(Debug, Clone, Default)]
+pub struct WeightsReport {
+    /// The checkpoint's tensors: loaded (by name or through the mapping), missing, unexpected,
+    /// and (antmmf-rs checkpoints) shape mismatches skipped.
+    pub load: LoadReport,
+    /// The mapping entries applied, in key order (none unless `load_pretrained`).
+    pub mapped: Vec<MappingCopies>,
+    /// The warnings logged while loading.
+    pub warnings: Vec<String>,
+}
+
+/// Warnings about `load_pretrained` / `pretrained_mapping` that the configuration alone shows:
+/// cases where AntMMF applies no mapping, silently.
+pub fn pretrained_mapping_warnings(t: &TrainingParameters) -> Vec<String> {
+    let has_mapping = !t.pretrained_mapping.is_empty();
+    let warning = match (&t.resume_file, t.load_pretrained) {
+        (None, true) => Some(
+            "training_parameters.load_pretrained is True but training_parameters.resume_file is \
+             not set: pretrained_mapping has no checkpoint to copy from"
+                .to_string(),
+        ),
+        (Some(_), true) if !has_mapping => Some(
+            "training_parameters.load_pretrained is True but training_parameters.pretrained_mapping \
+             is empty: resume_file loads by name only"
+                .to_string(),
+        ),
+        (Some(file), true) if !t.restart && is_native_checkpoint(Path::new(file)) => Some(format!(
+            "training_parameters.resume_file {file} resumes its run whole (restart False): \
+             pretrained_mapping is not applied; set training_parameters.restart True to start \
+             from its weights through the mapping"
+        )),
+        (Some(_), false) if has_mapping => Some(
+            "training_parameters.pretrained_mapping is set but load_pretrained is False: the \
+             mapping is not applied"
+                .to_string(),
+        ),
+        _ => None,
+    };
+    warning.into_iter().collect()
+}
+
+/// Loads the weights of `path` into `model` as AntMMF's `load_model_weights` does: every
+/// checkpoint tensor whose name is a model parameter, then, when `training.load_pretrained`, each
+/// `pretrained_mapping` entry `key: value` copies every tensor whose name contains `key.` into
+/// the parameter named with `value.` in its place (overwriting what loaded by name).
+///
+/// `path` is an antmmf-rs checkpoint, whose names are module paths (`bert.encoder.layer.0....`,
+/// as in load reports; tensors whose shape differs from the parameter's are skipped with a
+/// warning), or an AntMMF PyTorch file, whose names are AntMMF's: leading `module.`s are dropped
+/// from names and mapping entries alike, and the mapped names are then translated by
+/// [`antmmf_univl_keys`] (shape mismatches are errors). An entry that copies nothing is a warning.
+pub fn load_resume_weights<B: Backend>(
+    model: UnivlTask<B>,
+    path: &Path,
+    training: &TrainingParameters,
+    device: &B::Device,
+) -> Result<(UnivlTask<B>, WeightsReport), RunError> {
+    let mapping: Vec<(String, String)> = if training.load_pretrained {
+        training
+            .pretrained_mapping
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (model, report) = if is_native_checkpoint(path) {
+        load_native_by_name(model, path, &mapping, device)?
+    } else {
+        load_foreign(model, path, &mapping)?
+    };
+    for m in report.mapped.iter().filter(|m| !m.copied.is_empty()) {
+        log::info!(
+            "pretrained_mapping {}: {}: copied {} tensors",
+            m.from,
+            m.to,
+            m.copied.len()
+        );
+    }
+    for w in &report.warnings {
+        log::warn!("{w}");
+    }
+    Ok((model, report))
+}
+
+/// AntMMF's mapping rule for one tensor name: a name containing `from` (a prefix ending in `.`)
+/// is copied to the name with every `from` replaced by `to`; an empty `from` (AntMMF's bare
+/// `module`, whose `module.` is dropped from names here) puts `to` before every name.
+fn mapped_name(name: &str, from: &str, to: &str) -> Option<String> {
+    if from.is_empty() {
+        return Some(format!("{to}{name}"));
+    }
+    name.contains(from).then(|| name.replace(from, to))
+}
+
+/// A mapping key or value in the name space of an opened AntMMF file: `.` appended, leading
+/// `module.`s (DDP) dropped as [`WeightFile::open`] drops them from tensor names.
+fn torch_prefix(entry: &str) -> String {
+    let mut s = format!("{entry}.");
+    while let Some(rest) = s.strip_prefix("module.") {
+        s = rest.to_string();
+    }
+    s
+}
+
+/// The name under which `path` was loaded, if it was (norms load PyTorch `weight`/`bias` into
+/// Burn's `gamma`/`beta`).
+fn loaded_as(loaded: &HashSet<&str>, path: &str) -> Option<String> {
+    if loaded.contains(path) {
+        return Some(path.to_string());
+    }
+    [(".weight", ".gamma"), (".bias", ".beta")]
+        .iter()
+        .filter_map(|(torch, burn)| path.strip_suffix(torch).map(|stem| format!("{stem}{burn}")))
+        .find(|alt| loaded.contains(alt.as_str()))
+}
+
+/// The warning for a mapping entry that copied nothing.
+fn nothing_copied(from: &str, to: &str, path: &Path, mapped: &[String], hint: &str) -> String {
+    let why = match mapped.first() {
+        None => format!("no tensor name contains `{from}.`{hint}"),
+        Some(first) => format!(
+            "none of the {} names it maps to (`{first}`, ...) is a parameter of this model",
+            mapped.len()
+        ),
+    };
+    format!(
+        "training_parameters.pretrained_mapping entry `{from}: {to}` copied no tensor from {}: {why}",
+        path.display()
+    )
+}
+
+/// An AntMMF PyTorch checkpoint through [`antmmf_univl_keys`], the mapping applied to its names
+/// first.
+fn load_foreign<B: Backend>(
+    mut model: UnivlTask<B>,
+    path: &Path,
+    mapping: &[(String, String)],
+) -> Result<(UnivlTask<B>, WeightsReport), RunError> {
+    let file_path = if path.is_dir() {
+        find_weights_file(path).map_err(UnivlError::from)?
+    } else {
+        path.to_path_buf()
+    };
+    let mut file = WeightFile::open(&file_path).map_err(UnivlError::from)?;
+    let names: Vec<String> = file.keys().map(str::to_string).collect();
+    let mut targets = Vec::with_capacity(mapping.len());
+    for (from, to) in mapping {
+        let (from, to) = (torch_prefix(from), torch_prefix(to));
+        let mut entry = Vec::new();
+        for name in &names {
+            if let Some(target) = mapped_name(name, &from, &to) {
+                file.alias(name, &target);
+                entry.push(target);
+            }
+        }
+        targets.push(entry);
+    }
+    let (univl, load) = model
+        .univl
+        .load_antmmf_weights(&file, &LoadOptions::allow_missing())?;
+    model.univl = univl;
+    let keys = antmmf_univl_keys();
+    let loaded: HashSet<&str> = load.loaded.iter().map(String::as_str).collect();
+    let mut mapped = Vec::with_capacity(mapping.len());
+    let mut warnings = Vec::new();
+    for ((from, to), entry) in mapping.iter().zip(&targets) {
+        let module_paths = keys
+            .translate(entry.iter().map(String::as_str))
+            .map_err(UnivlError::from)?;
+        let mut copied: Vec<String> = module_paths
+            .iter()
+            .flatten()
+            .filter_map(|p| loaded_as(&loaded, p))
+            .collect();
+        copied.sort();
+        copied.dedup();
+        if copied.is_empty() {
+            warnings.push(nothing_copied(from, to, &file_path, entry, ""));
+        }
+        mapped.push(MappingCopies {
+            from: from.clone(),
+            to: to.clone(),
+            copied,
+        });
+    }
+    Ok((
+        model,
+        WeightsReport {
+            load,
+            mapped,
+            warnings,
+        },
+    ))
+}
+
+/// `target` with the optional parts a record of the same model type holds switched on (`clf`,
+/// `img_proj`, MoCo), the record then loaded into it: the checkpoint's tensors under their
+/// module paths. Layer lists keep the shorter of the two lengths.
+fn record_as_module<B: Backend>(
+    target: &Univl<B>,
+    record: <Univl<B> as Module<B>>::Record,
+    path: &Path,
+    device: &B::Device,
+) -> Result<Univl<B>, RunError> {
+    use antmmf_models::univl::visual::VisualBackboneRecord;
+    // Other backbones are told apart by the unwind guard below.
+    #[allow(unreachable_patterns)]
+    let ours = match &target.visual.backbone {
+        VisualBackbone::Swin(_) => "a Video Swin",
+        VisualBackbone::Clip(_) => "a CLIP",
+        _ => "another",
+    };
+    #[allow(unreachable_patterns)]
+    let theirs = match &record.visual.backbone {
+        VisualBackboneRecord::Swin(_) => "a Video Swin",
+        VisualBackboneRecord::Clip(_) => "a CLIP",
+        _ => "another",
+    };
+    if ours != theirs {
+        return Err(invalid(
+            "training_parameters.resume_file",
+            format!(
+                "{} holds {theirs} visual backbone, the configured model {ours} one",
+                path.display()
+            ),
+        ));
+    }
+    let mut source = target.clone();
+    if record.clf.is_some() && source.clf.is_none() {
+        source.clf = Some(LinearConfig::new(1, 1).init(device));
+    }
+    if record.img_proj.is_some() && source.img_proj.is_none() {
+        source.img_proj = Some(Param::from_tensor(Tensor::zeros([1, 1], device)));
+    }
+    if record.moco.is_some() && source.moco.is_none() {
+        source.moco = Some(Moco {
+            text_key: source.bert.clone(),
+            video_key: source.visual.clone(),
+            text_queue: RunningState::new(Tensor::zeros([1, 1], device)),
+            video_queue: RunningState::new(Tensor::zeros([1, 1], device)),
+            text_queue_ptr: RunningState::new(Tensor::zeros([1], device)),
+            video_queue_ptr: RunningState::new(Tensor::zeros([1], device)),
+        });
+    }
+    // A mismatch the checks above miss would panic inside Burn: report it as this file's.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        source.load_record(record)
+    }))
+    .map_err(|_| {
+        RunError::Io(format!(
+            "{}: the model record does not fit the configured model",
+            path.display()
+        ))
+    })
+}
+
+/// A snapshot under another module path.
+fn renamed(snapshot: &TensorSnapshot, path: &str) -> TensorSnapshot {
+    let mut snapshot = snapshot.clone();
+    snapshot.path_stack = Some(path.split('.').map(str::to_string).collect());
+    snapshot
+}
+
+/// An antmmf-rs checkpoint's model loaded by module path (AntMMF's `_load_state_dict`), the
+/// mapping applied on module paths.
+fn load_native_by_name<B: Backend>(
+    mut model: UnivlTask<B>,
+    path: &Path,
+    mapping: &[(String, String)],
+    device: &B::Device,
+) -> Result<(UnivlTask<B>, WeightsReport), RunError> {
+    let ckpt = Checkpoint::load(path)?;
+    let bytes = ckpt.require("model", path)?.to_vec();
+    let record: <UnivlTask<B> as Module<B>>::Record = recorder()
+        .load(bytes, device)
+        .map_err(|e| RunError::Io(format!("{}: cannot decode the model: {e}", path.display())))?;
+    let source = record_as_module(&model.univl, record.univl, path, device)?;
+    let originals: BTreeMap<String, TensorSnapshot> = source
+        .collect(None, None, false)
+        .into_iter()
+        .map(|s| (s.full_path(), s))
+        .collect();
+    let mut copies = BTreeMap::new();
+    let mut targets = Vec::with_capacity(mapping.len());
+    for (from, to) in mapping {
+        let (from, to) = (format!("{from}."), format!("{to}."));
+        let mut entry = Vec::new();
+        for (name, snapshot) in &originals {
+            if let Some(target) = mapped_name(name, &from, &to) {
+                copies.insert(target.clone(), renamed(snapshot, &target));
+                entry.push(target);
+            }
+        }
+        targets.push(entry);
+    }
+    // By name first, then the copies over it (a copy that does not fit leaves the by-name value).
+    let by_name = model
+        .univl
+        .apply(originals.into_values().collect(), None, None, false);
+    let copied = model
+        .univl
+        .apply(copies.into_values().collect(), None, None, false);
+    let mut loaded: BTreeSet<String> = by_name.applied.iter().cloned().collect();
+    loaded.extend(copied.applied.iter().cloned());
+    let mut load = LoadReport {
+        source: path.to_path_buf(),
+        family: "antmmf-rs".into(),
+        missing: by_name
+            .missing
+            .iter()
+            .map(|(p, _)| p.clone())
+            .filter(|p| !loaded.contains(p))
+            .collect(),
+        unexpected: by_name.unused.clone(),
+        loaded: loaded.into_iter().collect(),
+        ..Default::default()
+    };
+    for error in by_name.errors.iter().chain(&copied.errors) {
+        match error {
+            ApplyError::ShapeMismatch {
+                path: key,
+                expected,
+                found,
+            } => load.shape_mismatched.push(ShapeMismatch {
+                key: key.clone(),
+                expected: expected.to_vec(),
+                found: found.to_vec(),
+            }),
+            ApplyError::DTypeMismatch { path: key, .. }
+            | ApplyError::AdapterError { path: key, .. }
+            | ApplyError::LoadError { path: key, .. } => {
+                return Err(RunError::Io(format!(
+                    "{}: tensor {key}: {error}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    log::info!("{load}");
+    let mut warnings = Vec::new();
+    if !load.shape_mismatched.is_empty() {
+        let shown: Vec<String> = load
+            .shape_mismatched
+            .iter()
+            .take(8)
+            .map(ToString::to_string)
+            .collect();
+        warnings.push(format!(
+            "{}: {} tensors skipped, their shapes differ from the model's: {}",
+            path.display(),
+            load.shape_mismatched.len(),
+            shown.join("; ")
+        ));
+    }
+    // As for AntMMF files: MoCo key encoders the checkpoint lacks restart from the loaded query
+    // encoders.
+    let keys_loaded = load
+        .loaded
+        .iter()
+        .any(|p| p.starts_with("moco.text_key.") || p.starts_with("moco.video_key."));
+    if model.univl.moco.is_some() && !keys_loaded {
+        model.univl = model.univl.momentum_update(0.0);
+    }
+    let applied: HashSet<&str> = copied.applied.iter().map(String::as_str).collect();
+    let mut mapped = Vec::with_capacity(mapping.len());
+    for ((from, to), entry) in mapping.iter().zip(&targets) {
+        let mut copied: Vec<String> = entry
+            .iter()
+            .filter(|t| applied.contains(t.as_str()))
+            .cloned()
+            .collect();
+        copied.sort();
+        copied.dedup();
+        if copied.is_empty() {
+            let hint = " (antmmf-rs checkpoints name tensors by module path, e.g. \
+                        `bert.encoder.layer.0.attention.query.weight`, and tensors of the same \
+                        path already load by name)";
+            warnings.push(nothing_copied(from, to, path, entry, hint));
+        }
+        mapped.push(MappingCopies {
+            from: from.clone(),
+            to: to.clone(),
+            copied,
+        });
+    }
+    Ok((
+        model,
+        WeightsReport {
+            load,
+            mapped,
+            warnings,
+        },
+    ))
+}
+
 /// The `[CLS]`, `[SEP]` and `[MASK]` ids of a vocabulary (BERT's defaults where absent).
 pub fn special_ids(
     tokenizer: &antmmf_data::tokenizer::BertTokenizer,
@@ -607,6 +1025,11 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
         };
     let mut model = build_model::<B>(plan, &device)?;
     let mut start = StartFrom::Scratch;
+    // Whether `model` holds resume_file's weights (by name and through the mapping).
+    let mut weights_loaded = false;
+    for warning in pretrained_mapping_warnings(t) {
+        log::warn!("{warning}");
+    }
     if let Some(file) = &t.resume_file {
         let path = PathBuf::from(file);
         if !path.exists() {
@@ -623,14 +1046,11 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
                     path.display()
                 );
             }
-            let (univl, report) = model.univl.load_antmmf_checkpoint(
-                &path,
-                &antmmf_models::import::LoadOptions::allow_missing(),
-            )?;
-            log::info!("{report}");
-            model.univl = univl;
+            model = load_resume_weights(model, &path, t, &device)?.0;
+            weights_loaded = true;
         } else if t.restart {
-            model = load_weights(model, &path, &device)?;
+            model = load_resume_weights(model, &path, t, &device)?.0;
+            weights_loaded = true;
             log::info!("loaded weights from {} (restart True)", path.display());
         } else {
             start = StartFrom::Resume(path);
@@ -719,6 +1139,18 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
         // loaded.
         let checkpoint = match (&summary, &t.resume_file) {
             (Some(s), _) => Some(s.final_checkpoint.clone()),
+            // Weights loaded by name / through pretrained_mapping (or from an AntMMF file): the
+            // evaluation reads them back from the run directory.
+            (None, Some(_)) if weights_loaded => {
+                let path = run.root().join("loaded_weights.ckpt");
+                let bytes = recorder()
+                    .record(final_model.clone().into_record(), ())
+                    .map_err(|e| RunError::Io(format!("cannot serialize the model: {e}")))?;
+                Checkpoint::new(serde_json::json!({}))
+                    .with_section("model", bytes)
+                    .save(&path)?;
+                Some(path)
+            }
             (None, Some(file)) if is_native_checkpoint(Path::new(file)) => {
                 Some(PathBuf::from(file))
             }
