@@ -12,10 +12,11 @@
 //! AntMMF's VIOLET-style variant ([`VideoSwinConfig::violet`]) embeds patches with temporal stride
 //! 1 after one frame of end padding, so the number of frames is preserved.
 //!
-//! Gradient checkpointing: Burn 0.21 does it per backend, not per module. Train with
+//! Gradient checkpointing: Burn 0.21 does it per backend, not per module. `antmmf-train` trains on
 //! `Autodiff<B, burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing>` instead of
-//! `Autodiff<B>` and the autodiff graph recomputes cheap ("memory-bound") activations in the
-//! backward pass instead of keeping them; this module needs no change for it.
+//! `Autodiff<B>` when an encoder's `gradient_checkpointing` is set, and the autodiff graph then
+//! recomputes cheap ("memory-bound") activations in the backward pass instead of keeping them;
+//! this module needs no change for it.
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};

@@ -38,6 +38,22 @@ pub fn with_backend<V: BackendVisitor>(
     device_ids: &[usize],
     visitor: V,
 ) -> Result<V::Output, BackendError> {
+    with_backend_checkpointing(kind, device_ids, false, visitor)
+}
+
+/// [`with_backend`], with gradient checkpointing when `checkpointing` is set: the autodiff
+/// backend is then `Autodiff<B, BalancedCheckpointing>`, which keeps the outputs of
+/// compute-bound operations (matmuls, convolutions) and recomputes memory-bound ones
+/// (activations, normalisations, element-wise ops) in the backward pass. Burn 0.21 checkpoints
+/// per backend, not per module, so a `gradient_checkpointing` flag on any stage turns it on for
+/// the whole model.
+pub fn with_backend_checkpointing<V: BackendVisitor>(
+    kind: BackendKind,
+    device_ids: &[usize],
+    checkpointing: bool,
+    visitor: V,
+) -> Result<V::Output, BackendError> {
+    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
     ensure_compiled(kind, &compiled_backends())?;
     let ids: Vec<usize> = if device_ids.is_empty() {
         vec![0]
@@ -57,12 +73,23 @@ pub fn with_backend<V: BackendVisitor>(
         #[cfg(feature = "flex")]
         BackendKind::Flex => {
             use burn::backend::{Autodiff, Flex, flex::FlexDevice};
-            Ok(visitor.visit::<Autodiff<Flex>>(kind, vec![FlexDevice]))
+            Ok(if checkpointing {
+                visitor.visit::<Autodiff<Flex, BalancedCheckpointing>>(kind, vec![FlexDevice])
+            } else {
+                visitor.visit::<Autodiff<Flex>>(kind, vec![FlexDevice])
+            })
         }
         #[cfg(feature = "ndarray")]
         BackendKind::NdArray => {
             use burn::backend::{Autodiff, NdArray, ndarray::NdArrayDevice};
-            Ok(visitor.visit::<Autodiff<NdArray>>(kind, vec![NdArrayDevice::Cpu]))
+            Ok(if checkpointing {
+                visitor.visit::<Autodiff<NdArray, BalancedCheckpointing>>(
+                    kind,
+                    vec![NdArrayDevice::Cpu],
+                )
+            } else {
+                visitor.visit::<Autodiff<NdArray>>(kind, vec![NdArrayDevice::Cpu])
+            })
         }
         #[cfg(feature = "wgpu")]
         BackendKind::Wgpu => {
@@ -72,13 +99,21 @@ pub fn with_backend<V: BackendVisitor>(
             } else {
                 ids.iter().map(|i| WgpuDevice::DiscreteGpu(*i)).collect()
             };
-            Ok(visitor.visit::<Autodiff<Wgpu>>(kind, devices))
+            Ok(if checkpointing {
+                visitor.visit::<Autodiff<Wgpu, BalancedCheckpointing>>(kind, devices)
+            } else {
+                visitor.visit::<Autodiff<Wgpu>>(kind, devices)
+            })
         }
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
             use burn::backend::{Autodiff, Cuda, cuda::CudaDevice};
             let devices = ids.iter().map(|i| CudaDevice { index: *i }).collect();
-            Ok(visitor.visit::<Autodiff<Cuda>>(kind, devices))
+            Ok(if checkpointing {
+                visitor.visit::<Autodiff<Cuda, BalancedCheckpointing>>(kind, devices)
+            } else {
+                visitor.visit::<Autodiff<Cuda>>(kind, devices)
+            })
         }
         #[allow(unreachable_patterns)]
         other => Err(BackendError::NotCompiled {

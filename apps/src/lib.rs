@@ -7,7 +7,7 @@
 pub mod backend;
 pub mod cli;
 
-pub use backend::{BackendVisitor, compiled_backends, with_backend};
+pub use backend::{BackendVisitor, compiled_backends, with_backend, with_backend_checkpointing};
 pub use cli::{ACTED_ON_KEYS, CommonArgs, load_config, warn_ignored_keys};
 
 /// An error and its causes on one line, each cause shown once: library errors usually put their

@@ -81,6 +81,16 @@ impl Default for StageFlags {
     }
 }
 
+impl StageFlags {
+    /// Whether any stage asks for it.
+    pub fn any(&self) -> bool {
+        match self {
+            Self::One(b) => *b,
+            Self::PerStage(v) => v.iter().any(|b| *b),
+        }
+    }
+}
+
 /// `text_encoder.params`: `PretrainedTransformerEncoder`'s arguments, plus `model_path`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -109,7 +119,8 @@ pub struct TextEncoderParams {
     pub output_hidden_states: bool,
     /// Vocabulary size.
     pub vocab_size: usize,
-    /// Accepted for compatibility (see `video_swin.rs` on gradient checkpointing in Burn).
+    /// Gradient checkpointing (any `true` turns on backend-wide checkpointing: see
+    /// [`UnivlConfig::gradient_checkpointing`]).
     pub gradient_checkpointing: StageFlags,
     /// Token types (overridden by `num_segments`).
     pub type_vocab_size: Option<usize>,
@@ -213,7 +224,8 @@ pub struct VideoSwinParams {
     pub pretrained: Option<bool>,
     /// Accepted for compatibility: freezing is the optimizer's business in Burn.
     pub freeze: Option<bool>,
-    /// Accepted for compatibility (see `video_swin.rs`).
+    /// Gradient checkpointing, once or per stage (any `true` turns on backend-wide
+    /// checkpointing: see [`UnivlConfig::gradient_checkpointing`]).
     pub gradient_checkpointing: Option<StageFlags>,
     /// A Video Swin / VIOLET checkpoint (`.pth`, `.pt`, `.safetensors`).
     pub model_path: Option<PathBuf>,
@@ -588,7 +600,8 @@ pub struct PvtParams {
     pub pool_type: Option<PoolType>,
     /// Validated (-1 or 1..=9), not used by the forward (see above).
     pub num_output_features: Option<i64>,
-    /// Accepted for compatibility (see `video_swin.rs` on gradient checkpointing in Burn).
+    /// Gradient checkpointing, once or per stage (any `true` turns on backend-wide
+    /// checkpointing: see [`UnivlConfig::gradient_checkpointing`]).
     pub gradient_checkpointing: Option<StageFlags>,
     /// Swallowed by AntMMF's `**kwargs` (no effect there); freezing is the optimizer's business.
     pub freeze: Option<bool>,
@@ -778,6 +791,16 @@ impl Default for ImageEncoderConfig {
 }
 
 impl ImageEncoderConfig {
+    /// Whether the backbone's `gradient_checkpointing` asks for it on any stage.
+    pub fn gradient_checkpointing(&self) -> bool {
+        let flags = match self {
+            Self::VideoSwinEncoder(p) => p.gradient_checkpointing.as_ref(),
+            Self::DetrBatchPVTImageEncoder(p) => p.gradient_checkpointing.as_ref(),
+            Self::VitImageEncoder(_) | Self::BatchEfficientNetImageEncoder(_) => None,
+        };
+        flags.is_some_and(StageFlags::any)
+    }
+
     /// The checkpoint [`UnivlConfig::init_pretrained`] loads into the backbone: `model_path`
     /// unless `pretrained` is false. For EfficientNet and PVT, asking for pretrained weights
     /// without a path logs a warning (AntMMF would download them).
@@ -881,6 +904,14 @@ impl Default for UnivlConfig {
 }
 
 impl UnivlConfig {
+    /// Whether any encoder's `gradient_checkpointing` (text encoder or visual backbone, once or
+    /// per stage) asks for it. Burn 0.21 checkpoints per autodiff backend, so the training
+    /// binary then runs the whole model on `Autodiff<B, BalancedCheckpointing>`.
+    pub fn gradient_checkpointing(&self) -> bool {
+        self.text_encoder.params.gradient_checkpointing.any()
+            || self.image_encoder.gradient_checkpointing()
+    }
+
     /// Reads and validates `model_attributes.univl` of a merged AntMMF configuration.
     ///
     /// A relative `model_path` is taken relative to the config file's folder when it exists

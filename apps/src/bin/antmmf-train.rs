@@ -39,7 +39,19 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let plan = antmmf_tasks::run::RunPlan::from_config(&config)?;
-    let report = antmmf_apps::with_backend(backend, &devices, Train { plan: &plan })??;
+    let checkpointing = plan.model.gradient_checkpointing();
+    if checkpointing {
+        log::info!(
+            "gradient_checkpointing: training on the checkpointing autodiff backend \
+             (activations of memory-bound operations are recomputed in the backward pass)"
+        );
+    }
+    let report = antmmf_apps::with_backend_checkpointing(
+        backend,
+        &devices,
+        checkpointing,
+        Train { plan: &plan },
+    )??;
     println!("run directory: {}", report.run_dir.display());
     if let Some(train) = &report.train {
         println!(
