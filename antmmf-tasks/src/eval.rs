@@ -21,7 +21,7 @@
 use crate::metrics::{
     L1_SIMILARITY_KEY, L2_SIMILARITY_KEY, ScoreMatrix, evaluate_retrieval, per_label_counts,
 };
-use crate::run::{RunError, RunPlan, build_model, load_weights};
+use crate::run::{RunError, RunPlan, build_model};
 use crate::univl_task::{TaskHead, TaskSettings, step_output, task_forward};
 use antmmf_core::fsutil::write_atomic;
 use antmmf_data::dataset::{VideoTextDataset, sample_rng};
@@ -500,7 +500,7 @@ struct PairInputs<B: Backend> {
 }
 
 impl<B: Backend> PairInputs<B> {
-    fn to_device(self, device: &B::Device) -> Self {
+    fn into_device(self, device: &B::Device) -> Self {
         Self {
             ids: self.ids.to_device(device),
             mask: self.mask.to_device(device),
@@ -559,7 +559,7 @@ fn score_pairs_on_devices<B: Backend>(
             .zip(devices)
             .map(|(chunk, device)| {
                 let model = model.clone().to_device(device);
-                let inputs = inputs.clone().to_device(device);
+                let inputs = inputs.clone().into_device(device);
                 scope.spawn(move || score_pairs(&model, &inputs, chunk))
             })
             .collect();
@@ -738,7 +738,11 @@ fn labels_of(plan: &RunPlan) -> Vec<String> {
     plan.dataset.labels.clone().unwrap_or_default()
 }
 
-/// Builds the model of `plan`, loads `checkpoint` into it when given.
+/// Builds the model of `plan`, loads `checkpoint` into it when given: an antmmf-rs or an AntMMF
+/// checkpoint, by name, with `pretrained_mapping` when `load_pretrained` (as AntMMF's
+/// `load_model_weights`). A checkpoint that leaves any evaluated parameter (all but the MoCo key
+/// encoders and queues) without a tensor of its shape is an error naming them: evaluating
+/// partly random weights would report meaningless numbers.
 pub fn load_model<B: Backend>(
     plan: &RunPlan,
     checkpoint: Option<&Path>,
@@ -747,7 +751,44 @@ pub fn load_model<B: Backend>(
     let mut model = build_model::<B>(plan, device)?;
     match checkpoint {
         Some(path) => {
-            model = load_weights(model, path, device)?;
+            let (loaded, report) =
+                crate::run::load_resume_weights(model, path, &plan.training, device)?;
+            let missing: Vec<&String> = report
+                .load
+                .missing
+                .iter()
+                .filter(|p| !p.starts_with("moco."))
+                .collect();
+            let mismatched: Vec<String> = report
+                .load
+                .shape_mismatched
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {:?} in the checkpoint, {:?} here",
+                        m.key, m.found, m.expected
+                    )
+                })
+                .collect();
+            if !missing.is_empty() || !mismatched.is_empty() {
+                let first: Vec<String> = missing
+                    .iter()
+                    .take(5)
+                    .map(|p| p.to_string())
+                    .chain(mismatched.iter().take(5).cloned())
+                    .collect();
+                return Err(RunError::Invalid {
+                    key: "--checkpoint".into(),
+                    message: format!(
+                        "{} does not fit this model config: {} parameter(s) have no tensor and {}                          have a different shape (e.g. {}); evaluate with the config it was trained with",
+                        path.display(),
+                        missing.len(),
+                        mismatched.len(),
+                        first.join(", ")
+                    ),
+                });
+            }
+            model = loaded;
             log::info!("loaded weights from {}", path.display());
         }
         None => log::warn!("no checkpoint: evaluating the freshly initialised model"),
