@@ -12,6 +12,7 @@ pub mod dataset_config;
 pub mod loader;
 pub mod media;
 pub mod pack;
+pub mod segment;
 pub mod synthetic;
 pub mod text;
 pub mod tokenizer;

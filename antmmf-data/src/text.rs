@@ -17,15 +17,23 @@
 //!   (looking at the already-masked tokens), so a word whose middle piece is selected is split.
 //!   Here a word with any selected piece has all its pieces labelled, and the pieces that were not
 //!   selected themselves become `[MASK]` (as AntMMF does for the pieces it adds).
+//! - Chinese whole words (`word_segmenter: jieba`, not in AntMMF, whose `##` rule never groups
+//!   the single-character tokens of bert-base-chinese): with `whole_word_masking`, the characters
+//!   of one segmented Chinese word form a word like `##` pieces do (see [`crate::segment`]).
+//!   Selection stays per token, so a word of `n` characters is selected with probability
+//!   `1 - (1 - p)^n`: more tokens than `mask_probability` get labels (`1 - 0.85^2 = 0.28` of
+//!   the tokens of two-character words at `p = 0.15`).
 //! - Randomness comes only from the `Rng` the caller passes (seeded per sample), never a global
 //!   generator, so resumed runs draw the same masks.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rand::{Rng, RngExt};
 use serde::Deserialize;
 
+use crate::segment::{WordSegmenter, token_words};
 use crate::tokenizer::{BertTokenizer, MASK_TOKEN, TokenizerError, is_chinese_char};
 
 /// Label of positions that take no part in the MLM loss (AntMMF's `-1`).
@@ -82,6 +90,10 @@ pub struct CaptionProcessorParams {
     /// Select whole words: all `##` pieces of a word together.
     #[serde(default)]
     pub whole_word_masking: bool,
+    /// With `whole_word_masking`, also mask the characters of a segmented Chinese word together
+    /// (`jieba`); unset: each Chinese character is a word of its own, as in AntMMF.
+    #[serde(default)]
+    pub word_segmenter: Option<WordSegmenter>,
     /// Which tokenizer to build.
     #[serde(default)]
     pub tokenizer_config: TokenizerConfig,
@@ -209,6 +221,12 @@ impl CaptionProcessor {
         if !(0.0..=1.0).contains(&params.mask_probability) {
             return Err(TextError::BadProbability(params.mask_probability));
         }
+        if params.word_segmenter.is_some() && !params.whole_word_masking {
+            log::warn!(
+                "caption_processor.params.word_segmenter is set but whole_word_masking is not: \
+                 Chinese words are not masked whole"
+            );
+        }
         Ok(Self { params, tokenizer })
     }
 
@@ -259,14 +277,34 @@ impl CaptionProcessor {
         } else {
             probability.clamp(0.0, 1.0)
         };
-        let tokens = self.truncate(self.tokenizer.tokenize(text), rng);
+        // Chinese words are only needed when something is masked (not for raw or false captions).
+        let segmenter = self
+            .params
+            .word_segmenter
+            .filter(|_| self.params.whole_word_masking && probability > 0.0);
+        let (mut tokens, mut words) = match segmenter {
+            Some(seg) => {
+                let (tokens, chinese) = self.tokenizer.tokenize_flagging_chinese(text);
+                let words = token_words(&chinese, &seg.chinese_char_words(text));
+                (tokens, Some(words))
+            }
+            None => (self.tokenizer.tokenize(text), None),
+        };
+        let window = self.truncate_window(tokens.len(), rng);
+        tokens.truncate(window.end);
+        tokens.drain(..window.start);
+        if let Some(w) = words.as_mut() {
+            w.truncate(window.end);
+            w.drain(..window.start);
+        }
         let original_ids: Vec<i64> = self
             .tokenizer
             .convert_tokens_to_ids(&tokens)
             .into_iter()
             .map(i64::from)
             .collect();
-        let (masked, labels) = self.mask(&tokens, &original_ids, probability, rng);
+        let (masked, labels) =
+            self.mask(&tokens, &original_ids, words.as_deref(), probability, rng);
 
         let max_len = self.params.max_seq_length;
         let cls = i64::from(self.tokenizer.cls_id());
@@ -308,26 +346,28 @@ impl CaptionProcessor {
         out
     }
 
-    /// `_truncate_tokens`: the head, or with `random_truncate` a uniformly drawn window
-    /// `tokens[s..s + content_len]`, `s` in `0..=len - content_len`.
-    fn truncate<R: Rng + ?Sized>(&self, mut tokens: Vec<String>, rng: &mut R) -> Vec<String> {
+    /// `_truncate_tokens`: the kept window of `len` tokens: the head, or with `random_truncate`
+    /// a uniformly drawn window `s..s + content_len`, `s` in `0..=len - content_len`.
+    fn truncate_window<R: Rng + ?Sized>(&self, len: usize, rng: &mut R) -> Range<usize> {
         let keep = self.content_len();
-        if tokens.len() <= keep {
-            return tokens;
+        if len <= keep {
+            return 0..len;
         }
-        if self.params.random_truncate {
-            let start = rng.random_range(0..=tokens.len() - keep);
-            tokens.drain(..start);
-        }
-        tokens.truncate(keep);
-        tokens
+        let start = if self.params.random_truncate {
+            rng.random_range(0..=len - keep)
+        } else {
+            0
+        };
+        start..start + keep
     }
 
-    /// `_random_word` (+ whole-word masking): masked `(token, id)` pairs and labels.
+    /// `_random_word` (+ whole-word masking): masked `(token, id)` pairs and labels. `words`:
+    /// the segmented Chinese word of each token (see [`word_spans_with_chinese`]).
     fn mask<R: Rng + ?Sized>(
         &self,
         tokens: &[String],
         ids: &[i64],
+        words: Option<&[Option<u32>]>,
         probability: f64,
         rng: &mut R,
     ) -> (Vec<(String, i64)>, Vec<i64>) {
@@ -357,7 +397,11 @@ impl CaptionProcessor {
             }
         }
         if self.params.whole_word_masking {
-            for word in word_spans(tokens) {
+            let spans = match words {
+                Some(words) => word_spans_with_chinese(tokens, words),
+                None => word_spans(tokens),
+            };
+            for word in spans {
                 if word.clone().any(|i| labels[i] != IGNORE_LABEL) {
                     for i in word {
                         if labels[i] == IGNORE_LABEL {
@@ -373,11 +417,27 @@ impl CaptionProcessor {
 }
 
 /// Index ranges of words: a first piece followed by its `##` continuation pieces.
-pub fn word_spans(tokens: &[String]) -> Vec<std::ops::Range<usize>> {
-    let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
-    for (i, t) in tokens.iter().enumerate() {
+pub fn word_spans(tokens: &[String]) -> Vec<Range<usize>> {
+    spans_by(tokens.len(), |i| tokens[i].starts_with("##"))
+}
+
+/// [`word_spans`], where consecutive tokens of one segmented Chinese word (`words[i]`, from
+/// [`crate::segment::token_words`]) also form one word.
+pub fn word_spans_with_chinese(tokens: &[String], words: &[Option<u32>]) -> Vec<Range<usize>> {
+    spans_by(tokens.len(), |i| {
+        tokens[i].starts_with("##")
+            || (i > 0
+                && words.get(i).copied().flatten().is_some()
+                && words.get(i) == words.get(i - 1))
+    })
+}
+
+/// Spans of `0..n` where `continues(i)` puts token `i` in the span of token `i - 1`.
+fn spans_by(n: usize, continues: impl Fn(usize) -> bool) -> Vec<Range<usize>> {
+    let mut spans: Vec<Range<usize>> = Vec::new();
+    for i in 0..n {
         match spans.last_mut() {
-            Some(last) if t.starts_with("##") => last.end = i + 1,
+            Some(last) if continues(i) => last.end = i + 1,
             _ => spans.push(i..i + 1),
         }
     }

@@ -251,17 +251,43 @@ impl BertTokenizer {
     /// WordPiece tokens of a text, without special tokens (`tok.tokenize(text)`).
     pub fn tokenize(&self, text: &str) -> Vec<String> {
         let mut out = Vec::new();
+        self.tokenize_into(text, &mut out, None);
+        out
+    }
+
+    /// [`BertTokenizer::tokenize`], plus for each token whether it stands for one Chinese (CJK)
+    /// character of the text: the character itself, or `[UNK]` for one missing from the
+    /// vocabulary. The flagged tokens are the text's CJK characters, one each, in order (the
+    /// basic tokenizer splits every CJK character into its own word).
+    pub fn tokenize_flagging_chinese(&self, text: &str) -> (Vec<String>, Vec<bool>) {
+        let mut out = Vec::new();
+        let mut flags = Vec::new();
+        self.tokenize_into(text, &mut out, Some(&mut flags));
+        (out, flags)
+    }
+
+    fn tokenize_into(&self, text: &str, out: &mut Vec<String>, mut flags: Option<&mut Vec<bool>>) {
         for segment in split_special_tokens(text) {
             match segment {
                 Segment::Special(token) => out.push(token.to_owned()),
                 Segment::Text(chunk) => {
                     for word in self.basic_tokenize(chunk) {
-                        self.wordpiece(&word, &mut out);
+                        self.wordpiece(&word, out);
+                        if let Some(flags) = flags.as_deref_mut() {
+                            let mut chars = word.chars();
+                            let chinese = matches!(
+                                (chars.next(), chars.next()),
+                                (Some(c), None) if is_chinese_char(c)
+                            );
+                            flags.resize(out.len(), chinese);
+                        }
                     }
                 }
             }
+            if let Some(flags) = flags.as_deref_mut() {
+                flags.resize(out.len(), false);
+            }
         }
-        out
     }
 
     /// Ids of `[CLS] tokens [SEP]`, untruncated (`tok.encode(text)`).
@@ -556,6 +582,22 @@ mod tests {
         assert_eq!(tok.tokenize("Unaffable"), ["un", "##aff", "##able"]);
         assert_eq!(tok.tokenize("unaffablex"), ["[UNK]"]);
         assert_eq!(tok.tokenize("a,b 中文"), ["a", ",", "b", "中", "文"]);
+    }
+
+    #[test]
+    fn chinese_flags_mark_one_token_per_cjk_character() {
+        let tok = toy();
+        // 字 is not in the vocabulary: its `[UNK]` still stands for one CJK character, unlike
+        // the `[UNK]` of an unknown Latin word; `[MASK]` written in the text is not CJK.
+        let (tokens, flags) = tok.tokenize_flagging_chinese("中字 unaffable xyz[MASK]文");
+        assert_eq!(
+            tokens,
+            [
+                "中", "[UNK]", "un", "##aff", "##able", "[UNK]", "[MASK]", "文"
+            ]
+        );
+        assert_eq!(flags, [true, true, false, false, false, false, false, true]);
+        assert_eq!(tokens, tok.tokenize("中字 unaffable xyz[MASK]文"));
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use antmmf_data::segment::WordSegmenter;
 use antmmf_data::text::{
     CaptionProcessor, CaptionProcessorParams, IGNORE_LABEL, TokenizerConfig, word_spans,
 };
 use antmmf_data::tokenizer::BertTokenizer;
-use rand::SeedableRng;
 use rand::rand_core::TryRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// A generator that returns scripted `f64` draws (`random::<f64>()` uses the top 53 bits).
@@ -61,6 +62,7 @@ fn params(max_seq_length: usize, mask_probability: f64) -> CaptionProcessorParam
         trim_start_token: false,
         random_mask_chinese: false,
         whole_word_masking: false,
+        word_segmenter: None,
         tokenizer_config: TokenizerConfig::default(),
         preprocessor: None,
     }
@@ -313,4 +315,156 @@ fn processor_from_params_finds_the_vocabulary() {
             .contains("no vocab.txt found for tokenizer_config.type \"tiny-bert-cased\""),
         "{err}"
     );
+}
+
+/// bert-base-chinese's vocabulary (ids: 一 671, 个 702, 男 4511, 人 782, 在 1762, 舞 5659,
+/// 台 1378, 上 677, 弹 2486, 吉 1395, 他 800; [CLS] 101, [SEP] 102, [MASK] 103).
+fn chinese_tokenizer() -> Arc<BertTokenizer> {
+    let dir = std::env::var_os("ANTMMF_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets")));
+    let path = dir.join("vocab_zh/vocab.txt");
+    assert!(
+        path.is_file(),
+        "missing asset {}: run scripts/setup.sh to fetch it",
+        path.display()
+    );
+    Arc::new(BertTokenizer::from_vocab_file(&path, false).expect("vocab loads"))
+}
+
+/// jieba: 一个 / 男人 / 在 / 舞台 / 上 / 弹 / 吉他.
+const ZH_CAPTION: &str = "一个男人在舞台上弹吉他";
+
+fn chinese_wwm(segmenter: bool) -> CaptionProcessor {
+    let mut p = params(13, 0.15);
+    p.whole_word_masking = true;
+    p.word_segmenter = segmenter.then_some(WordSegmenter::Jieba);
+    CaptionProcessor::new(p, chinese_tokenizer()).expect("valid")
+}
+
+#[test]
+fn scripted_chinese_whole_words_are_masked_together() {
+    // Draws / 0.15: 男 0.2 -> [MASK]; 他 0.933 -> kept as is; the others are not selected.
+    let draws = [0.5, 0.5, 0.03, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.14];
+    let out = chinese_wwm(true).process(ZH_CAPTION, &mut Scripted::new(&draws));
+    // 男人 and 吉他 are words: 人 and 吉 join them as [MASK] with their labels.
+    assert_eq!(
+        out.input_ids,
+        [
+            101, 671, 702, 103, 103, 1762, 5659, 1378, 677, 2486, 103, 800, 102
+        ]
+    );
+    assert_eq!(
+        out.lm_label_ids,
+        [-1, -1, -1, 4511, 782, -1, -1, -1, -1, -1, 1395, 800, -1]
+    );
+    assert_eq!(
+        out.input_ids_unmasked,
+        [
+            101, 671, 702, 4511, 782, 1762, 5659, 1378, 677, 2486, 1395, 800, 102
+        ]
+    );
+    // Without the segmenter every character is a word: only the drawn ones are targets.
+    let out = chinese_wwm(false).process(ZH_CAPTION, &mut Scripted::new(&draws));
+    assert_eq!(
+        out.input_ids,
+        [
+            101, 671, 702, 103, 782, 1762, 5659, 1378, 677, 2486, 1395, 800, 102
+        ]
+    );
+    assert_eq!(
+        out.lm_label_ids,
+        [-1, -1, -1, 4511, -1, -1, -1, -1, -1, -1, -1, 800, -1]
+    );
+}
+
+#[test]
+fn seeded_chinese_whole_word_masking_hand_checked() {
+    // ChaCha8 seed 0 draws, one per character: only 人 (0.060 < 0.15; 0.060 / 0.15 = 0.4 ->
+    // [MASK]) is selected; 吉's 0.154 just misses. Whole-word masking adds 男 of 男人.
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let draws: Vec<f64> = (0..11).map(|_| rng.random::<f64>()).collect();
+    let expected = [
+        0.709, 0.466, 0.699, 0.060, 0.879, 0.550, 0.829, 0.935, 0.804, 0.154, 0.881,
+    ];
+    for (d, e) in draws.iter().zip(expected) {
+        assert!((d - e).abs() < 5e-4, "{draws:?}");
+    }
+    let out = chinese_wwm(true).process(ZH_CAPTION, &mut ChaCha8Rng::seed_from_u64(0));
+    assert_eq!(
+        out.input_ids,
+        [
+            101, 671, 702, 103, 103, 1762, 5659, 1378, 677, 2486, 1395, 800, 102
+        ]
+    );
+    assert_eq!(
+        out.lm_label_ids,
+        [-1, -1, -1, 4511, 782, -1, -1, -1, -1, -1, -1, -1, -1]
+    );
+    assert_eq!(
+        out.tokens,
+        [
+            "[CLS]", "一", "个", "[MASK]", "[MASK]", "在", "舞", "台", "上", "弹", "吉", "他",
+            "[SEP]"
+        ]
+    );
+    let out = chinese_wwm(false).process(ZH_CAPTION, &mut ChaCha8Rng::seed_from_u64(0));
+    assert_eq!(
+        out.lm_label_ids,
+        [-1, -1, -1, -1, 782, -1, -1, -1, -1, -1, -1, -1, -1]
+    );
+}
+
+#[test]
+fn chinese_whole_word_masking_never_splits_a_segmented_word() {
+    let proc = chinese_wwm(true);
+    let words = [1..3, 3..5, 6..8, 10..12]; // 一个, 男人, 舞台, 吉他 (after [CLS])
+    let mut grouped = 0;
+    for seed in 0..300 {
+        let out = proc.process(ZH_CAPTION, &mut ChaCha8Rng::seed_from_u64(seed));
+        for w in &words {
+            let n = w
+                .clone()
+                .filter(|&i| out.lm_label_ids[i] != IGNORE_LABEL)
+                .count();
+            assert!(n == 0 || n == 2, "seed {seed}: word {w:?} split");
+            grouped += usize::from(n == 2);
+        }
+        // The same caption without masking needs no segmentation and is the plain encoding.
+        let raw =
+            proc.process_with_probability(ZH_CAPTION, 0.0, &mut ChaCha8Rng::seed_from_u64(seed));
+        assert_eq!(raw.input_ids, out.input_ids_unmasked);
+    }
+    assert!(grouped > 100, "words are selected ({grouped})");
+}
+
+#[test]
+fn chinese_words_follow_a_random_truncation_window() {
+    // 8 content tokens of 11: the window starts at 0..=3; words cut by it stay grouped.
+    let mut p = params(10, 0.5);
+    p.whole_word_masking = true;
+    p.random_truncate = true;
+    p.word_segmenter = Some(WordSegmenter::Jieba);
+    let proc = CaptionProcessor::new(p, chinese_tokenizer()).expect("valid");
+    let all = chinese_tokenizer().tokenize(ZH_CAPTION);
+    for seed in 0..200 {
+        let out = proc.process(ZH_CAPTION, &mut ChaCha8Rng::seed_from_u64(seed));
+        let start = (0..=3)
+            .find(|&s| {
+                let ids = chinese_tokenizer().convert_tokens_to_ids(&all[s..s + 8]);
+                ids.iter()
+                    .zip(&out.input_ids_unmasked[1..9])
+                    .all(|(&a, &b)| i64::from(a) == b)
+            })
+            .expect("a contiguous window");
+        // Word pairs inside the window (full-caption indices) are never split.
+        for w in [0..2, 2..4, 5..7, 9..11] {
+            let inside: Vec<usize> = w.filter(|i| (start..start + 8).contains(i)).collect();
+            let n = inside
+                .iter()
+                .filter(|&&i| out.lm_label_ids[1 + i - start] != IGNORE_LABEL)
+                .count();
+            assert!(n == 0 || n == inside.len(), "seed {seed}, start {start}");
+        }
+    }
 }
