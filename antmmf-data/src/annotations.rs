@@ -20,6 +20,17 @@
 //!   is almost always a wrong path or a failed export, and AntMMF would fail later with an
 //!   unrelated message.
 //! - Keys the format does not use (`title`, `label` in pretraining files, ...) are ignored.
+//!
+//! `annotations_loader: auto_split` ([`LineShard`], [`read_records_sharded`]) reads one rank's
+//! share of each file, as AntMMF's `AutoSplitAnnotated`
+//! (`prj/cnvid_vtp/roi_univl/univl/pretrain_video_text/dataset.py`): a first pass counts the
+//! annotation lines without keeping or parsing them, a second pass parses only the rank's
+//! contiguous block of them, so memory and parsing scale with the share, not the file. Lines of
+//! other ranks' blocks are never parsed (their errors are those ranks' to report). The blocks
+//! differ from AntMMF's on purpose: AntMMF gives every rank `ceil(n / world_size)` lines and
+//! pads the last rank's block by re-reading lines of the one before it (lines read twice,
+//! equal lengths); here rank `r` gets lines `floor(n * r / w)..floor(n * (r + 1) / w)`, so every
+//! line is read by exactly one rank and block sizes differ by at most one.
 
 pub mod asr;
 pub mod classification;
@@ -94,6 +105,30 @@ pub enum AnnotationError {
         key: String,
         /// What is wrong.
         message: String,
+    },
+    /// The `auto_split` shard does not exist.
+    #[error(
+        "annotations_loader auto_split: rank {rank} is not below world size {world_size} (world size must be positive)"
+    )]
+    BadShard {
+        /// The rank.
+        rank: usize,
+        /// The world size.
+        world_size: usize,
+    },
+    /// An `auto_split` shard holds no annotation line (more ranks than lines).
+    #[error(
+        "annotation file {path}: annotations_loader auto_split leaves rank {rank} of {world_size} no line: the file has {lines} annotation lines; use fewer ranks or the normal loader"
+    )]
+    EmptyShard {
+        /// The file.
+        path: PathBuf,
+        /// The rank.
+        rank: usize,
+        /// The world size.
+        world_size: usize,
+        /// Annotation lines in the file.
+        lines: usize,
     },
     /// An ASR transcript file is unreadable or malformed.
     #[error("ASR transcript {path}: {message}")]
@@ -177,6 +212,171 @@ where
         });
     }
     Ok(())
+}
+
+/// One rank's share of an annotation file (`annotations_loader: auto_split`): rank `rank` of
+/// `world_size` takes the contiguous block [`LineShard::range`] of the file's annotation
+/// (non-blank) lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineShard {
+    rank: usize,
+    world_size: usize,
+}
+
+impl Default for LineShard {
+    fn default() -> Self {
+        Self::WHOLE
+    }
+}
+
+impl LineShard {
+    /// The whole file (rank 0 of 1).
+    pub const WHOLE: Self = Self {
+        rank: 0,
+        world_size: 1,
+    };
+
+    /// Rank `rank` of `world_size`.
+    pub fn new(rank: usize, world_size: usize) -> Result<Self, AnnotationError> {
+        if world_size == 0 || rank >= world_size {
+            return Err(AnnotationError::BadShard { rank, world_size });
+        }
+        Ok(Self { rank, world_size })
+    }
+
+    /// The rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The number of ranks.
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    /// Indices (0-based, among the annotation lines) of this rank's lines when a file has
+    /// `lines` of them: `floor(lines * rank / world_size)..floor(lines * (rank + 1) /
+    /// world_size)`. Over all ranks the blocks tile `0..lines` in order.
+    pub fn range(&self, lines: usize) -> std::ops::Range<usize> {
+        let at = |r: usize| (lines as u128 * r as u128 / self.world_size as u128) as usize;
+        at(self.rank)..at(self.rank + 1)
+    }
+}
+
+/// Streams the lines of `path` (BOM and `\r` removed) to `f(line_number, bytes)` until `f`
+/// returns `false`.
+fn stream_lines<F>(path: &Path, mut f: F) -> Result<(), AnnotationError>
+where
+    F: FnMut(usize, &[u8]) -> Result<bool, AnnotationError>,
+{
+    use std::io::BufRead;
+    let io = |error| AnnotationError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut buf = Vec::new();
+    let mut number = 0;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).map_err(io)? == 0 {
+            return Ok(());
+        }
+        number += 1;
+        let mut raw = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if number == 1 {
+            raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+        }
+        if !f(number, raw)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether a raw line is an annotation line: not empty or whitespace only. Bytes that are not
+/// UTF-8 count as an annotation line (the rank reading it reports them).
+fn is_annotation_line(raw: &[u8]) -> bool {
+    std::str::from_utf8(raw).map_or(true, |t| !t.trim().is_empty())
+}
+
+/// Counts the annotation (non-blank) lines of a file without parsing or keeping them.
+pub fn count_annotation_lines(path: &Path) -> Result<usize, AnnotationError> {
+    let mut n = 0;
+    stream_lines(path, |_, raw| {
+        n += usize::from(is_annotation_line(raw));
+        Ok(true)
+    })?;
+    Ok(n)
+}
+
+/// [`for_each_line`] over `shard`'s block of the file's annotation lines only (line numbers
+/// stay those of the file). A file without annotation lines, or a shard left without any, is an
+/// error.
+pub fn for_each_line_in_shard<F>(
+    path: &Path,
+    shard: LineShard,
+    mut f: F,
+) -> Result<(), AnnotationError>
+where
+    F: FnMut(LineRef, &str) -> Result<(), AnnotationError>,
+{
+    let lines = count_annotation_lines(path)?;
+    if lines == 0 {
+        return Err(AnnotationError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let range = shard.range(lines);
+    if range.is_empty() {
+        return Err(AnnotationError::EmptyShard {
+            path: path.to_path_buf(),
+            rank: shard.rank,
+            world_size: shard.world_size,
+            lines,
+        });
+    }
+    let shared: Arc<Path> = Arc::from(path);
+    let mut index = 0;
+    stream_lines(path, |number, raw| {
+        if !is_annotation_line(raw) {
+            return Ok(true);
+        }
+        let i = index;
+        index += 1;
+        if i < range.start {
+            return Ok(true);
+        }
+        let at = LineRef {
+            path: shared.clone(),
+            line: number,
+        };
+        let text =
+            std::str::from_utf8(raw).map_err(|_| AnnotationError::NotUtf8 { at: at.clone() })?;
+        f(at, text)?;
+        Ok(index < range.end)
+    })
+}
+
+/// [`read_records`] of `shard`'s block of each file (every file is split on its own, as AntMMF
+/// builds one `AutoSplitAnnotated` per file).
+pub fn read_records_sharded<T: DeserializeOwned, P: AsRef<Path>>(
+    paths: &[P],
+    shard: LineShard,
+) -> Result<Vec<Record<T>>, AnnotationError> {
+    if paths.is_empty() {
+        return Err(AnnotationError::NoFiles);
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        for_each_line_in_shard(path.as_ref(), shard, |at, text| {
+            let value = parse_line(&at, text)?;
+            out.push(Record { at, value });
+            Ok(())
+        })?;
+    }
+    Ok(out)
 }
 
 /// Reads the non-blank lines of one annotation file, checking UTF-8.
@@ -288,6 +488,146 @@ pub(crate) fn string_or_int<'de, D: Deserializer<'de>>(de: D) -> Result<Option<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A jsonl file of `n` annotation lines `{"i": k}` with blank lines, `\r\n` endings, a BOM
+    /// and no final newline mixed in; returns it with the file line number of each annotation.
+    fn numbered_file(dir: &Path, n: usize) -> (PathBuf, Vec<usize>) {
+        let mut text = String::from("\u{feff}");
+        let mut numbers = Vec::new();
+        let mut line = 1;
+        for k in 0..n {
+            if k % 3 == 1 {
+                text.push_str("   \n");
+                line += 1;
+            }
+            text.push_str(&format!("{{\"i\": {k}}}"));
+            numbers.push(line);
+            line += 1;
+            if k + 1 < n {
+                text.push_str(if k % 2 == 0 { "\r\n" } else { "\n" });
+            }
+        }
+        let path = dir.join(format!("n{n}.jsonl"));
+        std::fs::write(&path, text).expect("write");
+        (path, numbers)
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Numbered {
+        i: usize,
+    }
+
+    #[test]
+    fn auto_split_shards_cover_every_line_exactly_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for n in [1, 2, 3, 4, 5, 7, 10, 11] {
+            let (path, numbers) = numbered_file(dir.path(), n);
+            assert_eq!(count_annotation_lines(&path).expect("count"), n);
+            for world in 1..=4 {
+                let mut seen = Vec::new();
+                let mut sizes = Vec::new();
+                for rank in 0..world {
+                    let shard = LineShard::new(rank, world).expect("shard");
+                    match read_records_sharded::<Numbered, _>(&[&path], shard) {
+                        Ok(records) => {
+                            sizes.push(records.len());
+                            for r in records {
+                                // Line numbers are the file's, BOM, blanks and `\r\n` included.
+                                assert_eq!(r.at.line, numbers[r.value.i], "n {n} w {world}");
+                                seen.push(r.value.i);
+                            }
+                        }
+                        Err(AnnotationError::EmptyShard { lines, .. }) => {
+                            assert!(n < world, "n {n} w {world} rank {rank}");
+                            assert_eq!(lines, n);
+                        }
+                        Err(e) => panic!("n {n} w {world} rank {rank}: {e}"),
+                    }
+                }
+                // In order, each line once, blocks of sizes differing by at most one.
+                assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n {n} w {world}");
+                if n >= world {
+                    assert_eq!(sizes.len(), world);
+                    let (lo, hi) = (sizes.iter().min(), sizes.iter().max());
+                    assert!(hi.zip(lo).is_some_and(|(h, l)| h - l <= 1), "{sizes:?}");
+                }
+            }
+        }
+        // The blocks of 10 lines over 4 ranks, by hand: 0..2, 2..5, 5..7, 7..10.
+        let blocks: Vec<_> = (0..4)
+            .map(|r| LineShard::new(r, 4).expect("shard").range(10))
+            .collect();
+        assert_eq!(blocks, [0..2, 2..5, 5..7, 7..10]);
+        assert_eq!(LineShard::WHOLE.range(10), 0..10);
+    }
+
+    #[test]
+    fn auto_split_errors_name_the_file_line_and_shard() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.jsonl");
+        // Annotation lines 0..4 on file lines 1, 2, 4, 5; line 4 is broken JSON.
+        std::fs::write(&path, "{\"i\": 0}\n{\"i\": 1}\n\n{\"i\": 2\n{\"i\": 3}\n").expect("write");
+        let shard = |r| LineShard::new(r, 2).expect("shard");
+        // Rank 0 reads lines 0..2 and never sees the broken line.
+        let ok = read_records_sharded::<Numbered, _>(&[&path], shard(0)).expect("rank 0");
+        assert_eq!(ok.len(), 2);
+        let err = read_records_sharded::<Numbered, _>(&[&path], shard(1))
+            .err()
+            .expect("rank 1 parses the broken line");
+        assert!(matches!(err, AnnotationError::Json { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:4:", path.display())),
+            "{err}"
+        );
+
+        let small = dir.path().join("small.jsonl");
+        std::fs::write(&small, "{\"i\": 0}\n\n{\"i\": 1}\n").expect("write");
+        let err =
+            read_records_sharded::<Numbered, _>(&[&small], LineShard::new(0, 3).expect("shard"))
+                .err()
+                .expect("rank 0 of 3 has no line of 2");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&small.display().to_string())
+                && msg.contains("rank 0 of 3 no line")
+                && msg.contains("has 2 annotation lines"),
+            "{msg}"
+        );
+
+        let empty = dir.path().join("empty.jsonl");
+        std::fs::write(&empty, "\n  \n").expect("write");
+        let err = read_records_sharded::<Numbered, _>(&[&empty], LineShard::WHOLE)
+            .err()
+            .expect("empty file");
+        assert!(matches!(err, AnnotationError::Empty { .. }), "{err}");
+
+        let missing = dir.path().join("missing.jsonl");
+        let err = read_records_sharded::<Numbered, _>(&[&missing], LineShard::WHOLE)
+            .err()
+            .expect("missing file");
+        assert!(err.to_string().contains("missing.jsonl"), "{err}");
+
+        let utf = dir.path().join("latin1.jsonl");
+        std::fs::write(&utf, b"{\"i\": 0}\n{\"i\": \xe9}\n").expect("write");
+        let err =
+            read_records_sharded::<Numbered, _>(&[&utf], LineShard::new(1, 2).expect("shard"))
+                .err()
+                .expect("not UTF-8");
+        assert_eq!(
+            err.to_string(),
+            format!("{}:2: not valid UTF-8", utf.display())
+        );
+
+        for (rank, world) in [(0, 0), (2, 2), (5, 4)] {
+            let err = LineShard::new(rank, world).expect_err("no such shard");
+            assert!(
+                err.to_string()
+                    .contains(&format!("rank {rank} is not below world size {world}")),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn resolve_clip_rules() {

@@ -43,8 +43,8 @@ use crate::annotations::classification::{ClassLabel, ClassificationAnnotations};
 use crate::annotations::mcqa::McQaAnnotations;
 use crate::annotations::pretrain::PretrainAnnotations;
 use crate::annotations::retrieval::{RetrievalAnnotations, RetrievalMode};
-use crate::annotations::{AnnotationError, ClipLocation, MediaKind, resolve_clip};
-use crate::dataset_config::{DatasetAttributes, DatasetConfigError, Split};
+use crate::annotations::{AnnotationError, ClipLocation, LineShard, MediaKind, resolve_clip};
+use crate::dataset_config::{AnnotationsLoader, DatasetAttributes, DatasetConfigError, Split};
 use crate::media::{
     DecodeOptions, FrameSampler, MediaError, MediaSource, SampleMode, TimeWindow, load_clip,
 };
@@ -121,6 +121,10 @@ pub struct DatasetOptions {
     pub vocab_search_dirs: Vec<PathBuf>,
     /// Base seed of the generator [`burn::data::dataset::Dataset::get`] derives per index.
     pub seed: u64,
+    /// This process's rank among the data-parallel ranks: with `annotations_loader:
+    /// auto_split`, the training split of a pretraining dataset reads only this share of each
+    /// annotation file (see [`crate::annotations`]).
+    pub shard: LineShard,
 }
 
 impl Default for DatasetOptions {
@@ -135,6 +139,7 @@ impl Default for DatasetOptions {
             },
             vocab_search_dirs: Vec::new(),
             seed: 0,
+            shard: LineShard::WHOLE,
         }
     }
 }
@@ -193,6 +198,7 @@ pub struct VideoTextDataset {
     num_classes: Option<usize>,
     decode: DecodeOptions,
     seed: u64,
+    shard: Option<LineShard>,
     warned: Mutex<HashSet<PathBuf>>,
 }
 
@@ -247,8 +253,26 @@ impl VideoTextDataset {
         let ann_paths = attrs.annotation_paths(split, &cwd, config_dir, prefix)?;
         let label_space = attrs.label_space(options.num_labels);
         let num_classes = label_space.num_classes();
+        // AntMMF's `AutoSplitAnnotated`: training annotations of the pretraining dataset only.
+        let shard = match attrs.annotations_loader {
+            AnnotationsLoader::AutoSplit if split == Split::Train && kind == TaskKind::Pretrain => {
+                Some(options.shard)
+            }
+            AnnotationsLoader::AutoSplit if split == Split::Train => {
+                log::warn!(
+                    "{}: auto_split applies to pretraining datasets (AntMMF's video_text_pretrain); \
+                     every rank reads the whole annotation file",
+                    key("annotations_loader")
+                );
+                None
+            }
+            _ => None,
+        };
         let annotations = match kind {
-            TaskKind::Pretrain => Annotations::Pretrain(PretrainAnnotations::load(&ann_paths)?),
+            TaskKind::Pretrain => Annotations::Pretrain(match shard {
+                Some(shard) => PretrainAnnotations::load_shard(&ann_paths, shard)?,
+                None => PretrainAnnotations::load(&ann_paths)?,
+            }),
             TaskKind::RetrievalTrain => Annotations::Retrieval(RetrievalAnnotations::load(
                 &ann_paths,
                 RetrievalMode::Train,
@@ -415,6 +439,7 @@ impl VideoTextDataset {
             num_classes,
             decode: options.decode,
             seed: options.seed,
+            shard,
             warned: Mutex::new(HashSet::new()),
         })
     }
@@ -457,6 +482,13 @@ impl VideoTextDataset {
     /// Class count of classification targets, when known.
     pub fn num_classes(&self) -> Option<usize> {
         self.num_classes
+    }
+
+    /// The annotation share this dataset holds when it was built with `auto_split`: the rank's
+    /// items are already selected, so its loader must not shard them again (AntMMF likewise
+    /// pairs `auto_split` with a non-distributed `random_sampler`).
+    pub fn annotation_shard(&self) -> Option<LineShard> {
+        self.shard
     }
 
     /// The caption processor.

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use antmmf_data::annotations::LineShard;
 use antmmf_data::dataset::{
     DatasetOptions, SampleError, SampleLabel, TaskKind, VideoTextDataset, sample_rng,
 };
@@ -453,4 +454,62 @@ fn pretrain_asr_captions_take_their_segment_window() {
         .expect_err("no transcript");
     assert!(matches!(err, SampleError::NoCaption { .. }), "{err}");
     assert!(err.to_string().contains("carphone_pristine.mp4"), "{err}");
+}
+
+#[test]
+fn auto_split_pretraining_reads_only_the_ranks_share() {
+    let attrs = DatasetAttributes::from_deserializer(
+        node(
+            "pretrain_image.jsonl",
+            "pretrain_video.jsonl",
+            json!({"annotations_loader": "auto_split"}),
+        ),
+        "dataset",
+    )
+    .expect("valid node");
+    let build = |split, rank, world| {
+        let options = DatasetOptions {
+            shard: LineShard::new(rank, world).expect("shard"),
+            ..options()
+        };
+        VideoTextDataset::with_options(&attrs, split, Path::new("."), TaskKind::Pretrain, &options)
+            .expect("dataset builds")
+    };
+    // 8 images, one per line, over 3 ranks: lines 0..2, 2..5, 5..8.
+    let mut names = Vec::new();
+    for (rank, len) in [(0, 2), (1, 3), (2, 3)] {
+        let ds = build(Split::Train, rank, 3);
+        assert_eq!(ds.len(), len, "rank {rank}");
+        assert_eq!(ds.annotation_shard(), LineShard::new(rank, 3).ok());
+        names.extend((0..ds.len()).map(|i| ds.clip_name(i).expect("clip").to_owned()));
+    }
+    let whole = dataset(
+        node("pretrain_image.jsonl", "pretrain_video.jsonl", json!({})),
+        Split::Train,
+        TaskKind::Pretrain,
+    );
+    let all: Vec<String> = (0..whole.len())
+        .map(|i| whole.clip_name(i).expect("clip").to_owned())
+        .collect();
+    assert_eq!(names, all, "the shards tile the file in order");
+    assert_eq!(whole.annotation_shard(), None);
+    // Evaluation splits are read whole (AntMMF splits training annotations only).
+    let val = build(Split::Val, 1, 3);
+    assert_eq!((val.len(), val.annotation_shard()), (5, None));
+    // More ranks than lines: a clear error naming the file.
+    let err = VideoTextDataset::with_options(
+        &attrs,
+        Split::Train,
+        Path::new("."),
+        TaskKind::Pretrain,
+        &DatasetOptions {
+            shard: LineShard::new(0, 9).expect("shard"),
+            ..options()
+        },
+    )
+    .expect_err("rank 0 of 9 has no line of 8");
+    assert!(
+        err.to_string().contains("pretrain_image.jsonl") && err.to_string().contains("rank 0 of 9"),
+        "{err}"
+    );
 }

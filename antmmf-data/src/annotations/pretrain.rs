@@ -17,7 +17,10 @@ use std::path::Path;
 use rand::{Rng, RngExt};
 use serde::Deserialize;
 
-use super::{AnnotationError, MediaKind, Record, read_records, string_or_int};
+use super::{
+    AnnotationError, LineShard, MediaKind, Record, read_records, read_records_sharded,
+    string_or_int,
+};
 
 /// One pretraining caption of a clip window.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,10 +74,31 @@ pub struct PretrainAnnotations {
 impl PretrainAnnotations {
     /// Reads and groups the files (concatenated in order).
     pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Self, AnnotationError> {
+        Self::load_from(paths, None)
+    }
+
+    /// Reads and groups `shard`'s block of each file (`annotations_loader: auto_split`, AntMMF's
+    /// `AutoSplitAnnotated`): clips are grouped within the block, so a clip whose lines straddle
+    /// two blocks becomes one group on each rank, as in AntMMF.
+    pub fn load_shard<P: AsRef<Path>>(
+        paths: &[P],
+        shard: LineShard,
+    ) -> Result<Self, AnnotationError> {
+        Self::load_from(paths, Some(shard))
+    }
+
+    fn load_from<P: AsRef<Path>>(
+        paths: &[P],
+        shard: Option<LineShard>,
+    ) -> Result<Self, AnnotationError> {
         let mut groups = Vec::new();
         let mut video_base = 0;
         for path in paths {
-            let records: Vec<Record<RawPretrain>> = read_records(std::slice::from_ref(path))?;
+            let one = std::slice::from_ref(path);
+            let records: Vec<Record<RawPretrain>> = match shard {
+                Some(shard) => read_records_sharded(one, shard)?,
+                None => read_records(one)?,
+            };
             video_base += group_file(records, video_base, &mut groups)?;
         }
         if paths.is_empty() {
