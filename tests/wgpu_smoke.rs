@@ -44,6 +44,7 @@ fn batch<B: Backend>(device: &B::Device, video: &[f32], ids: &[i64]) -> VideoTex
         video_ids: vec![0, 1],
         qids: Vec::new(),
         clip_names: vec!["a".into(), "b".into()],
+        iteration: None,
     }
 }
 

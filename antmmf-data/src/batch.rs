@@ -63,6 +63,10 @@ pub struct VideoTextBatch<B: Backend> {
     pub qids: Vec<String>,
     /// `clip_name` of each sample.
     pub clip_names: Vec<String>,
+    /// 1-based position of the batch in its loader's stream over all epochs (`epoch *
+    /// batches_per_epoch + index + 1`): the training iteration that consumes it (AntMMF's
+    /// `current_iteration`, which the CNVid curriculum reads); `None` outside a loader.
+    pub iteration: Option<u64>,
 }
 
 impl<B: Backend> VideoTextBatch<B> {
@@ -283,6 +287,7 @@ fn collate<B: Backend>(items: &[Sample], device: &B::Device) -> VideoTextBatch<B
             .collect::<Option<Vec<_>>>()
             .unwrap_or_default(),
         clip_names: items.iter().map(|s| s.clip_name.clone()).collect(),
+        iteration: None,
     }
 }
 

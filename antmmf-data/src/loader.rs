@@ -7,7 +7,8 @@
 //!   sequential (file order). With [`DeterministicLoader::with_shard`], rank `r` of `w` takes
 //!   positions `r, r + w, r + 2w, ...` of that order (every item exactly once per epoch across
 //!   ranks; rank lengths differ by at most one).
-//! - Batches are consecutive runs of `batch_size` positions. A shuffled (training) loader drops
+//! - Batches are consecutive runs of `batch_size` positions. Batch `k` of epoch `e` carries
+//!   [`VideoTextBatch::iteration`] `e * batches_per_epoch + k + 1`, also after a resume. A shuffled (training) loader drops
 //!   the last partial batch by default (`drop_last`: in-batch negatives of the contrastive losses
 //!   and batch statistics assume full batches); a sequential (evaluation) loader keeps it so
 //!   every item is evaluated.
@@ -683,11 +684,10 @@ impl<B: Backend> Iterator for DeterministicIter<B> {
                 shared.cv.notify_all();
             }
             if !samples.is_empty() {
-                return Some(Batcher::<B, _, _>::batch(
-                    &self.batcher,
-                    samples,
-                    &self.device,
-                ));
+                let mut batch = Batcher::<B, _, _>::batch(&self.batcher, samples, &self.device);
+                batch.iteration =
+                    Some(self.epoch * self.num_batches as u64 + self.next_batch as u64);
+                return Some(batch);
             }
         }
     }

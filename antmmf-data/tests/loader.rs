@@ -771,3 +771,18 @@ fn loader_config_from_training_parameters() {
     let c = LoaderConfig::from_training_parameters(&t, Split::Val, 7).expect("val");
     assert_eq!(c, LoaderConfig::eval(3, 2, 7));
 }
+
+#[test]
+fn batches_carry_their_iteration_across_epochs_and_resumes() {
+    // 10 items in batches of 4 (last partial dropped): 2 batches per epoch.
+    let l = loader(fake(10), LoaderConfig::train(4, 2, 3));
+    let its = |epoch, from| -> Vec<Option<u64>> {
+        l.iter_from(epoch, from).map(|b| b.iteration).collect()
+    };
+    assert_eq!(its(0, 0), [Some(1), Some(2)]);
+    assert_eq!(its(1, 0), [Some(3), Some(4)]);
+    // A resume in the middle of epoch 3 continues at iteration 8.
+    assert_eq!(its(3, 1), [Some(8)]);
+    let through_iter: Vec<Option<u64>> = l.iter().chain(l.iter()).map(|b| b.iteration).collect();
+    assert_eq!(through_iter, [Some(1), Some(2), Some(3), Some(4)]);
+}

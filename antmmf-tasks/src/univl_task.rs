@@ -8,6 +8,8 @@
 //! - retrieval: L1 MIL-NCE over the clip-level similarity (logsumexp over clips), L2 MIL-NCE of
 //!   the cross encoder over a `[batch, batch]` matrix whose rows are the hard negatives mined
 //!   from L1 (`hard_example_mining`, `re_sample_method`, `re_weight_method: median`) or all pairs;
+//!   with CNVid-3.5M's hard-sample curriculum ([`HardSampleCurriculum`]) each training step
+//!   draws which of the two it uses;
 //!   With `with_moco` (AntMMF's default) the L1 loss is MoCo's, against the key queues, with its
 //!   temperature `T`;
 //! - pretraining: retrieval's losses on the masked caption (L1 from the unmasked ids), plus MLM on
@@ -86,6 +88,10 @@ pub struct TaskSettings {
     pub attentive_mask_prob: f64,
     /// `[CLS]`, `[SEP]`, `[MASK]` ids of the vocabulary.
     pub special_ids: SpecialIds,
+    /// CNVid-3.5M's hard-sample curriculum (with `hard_example_mining`); `None`: every training
+    /// step mines.
+    #[serde(default)]
+    pub curriculum: Option<HardSampleCurriculum>,
 }
 
 /// Special token ids of the caption vocabulary (bert-base-uncased and bert-base-chinese share
@@ -122,7 +128,120 @@ impl Default for TaskSettings {
             multi_label: false,
             attentive_mask_prob: 0.5,
             special_ids: SpecialIds::default(),
+            curriculum: None,
         }
+    }
+}
+
+/// CNVid-3.5M's hard-sample curriculum (`model_attributes.univl.change_iter`, `change_rate`;
+/// CVPR 2023, `prj/cnvid_vtp/roi_univl/univl/model/univl_video_ret.py::forward_stage2` and
+/// `antmmf/trainers/base_trainer.py`): at training iteration `i` (1-based, AntMMF's
+/// `current_iteration`) the L2 loss uses the negatives mined from L1 with probability
+/// `min(floor(i / change_iter) * change_rate, 1)` ([`HardSampleCurriculum::mining_probability`])
+/// and all pairs otherwise, so mining ramps from never to always. The `median` row weights apply
+/// on every step either way, as in AntMMF.
+///
+/// The step's draw is a pure function of `(seed, iteration)` ([`HardSampleCurriculum::draw`]):
+/// a resumed run continues the same sequence and every device makes the same choice. AntMMF
+/// instead averages one `randint(0, 100) / 100` per GPU, so with several GPUs its mining rate is
+/// not the stated probability (the mean of the draws concentrates near 0.5); one shared draw
+/// keeps it exact.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HardSampleCurriculum {
+    /// Iterations per rise of the probability (`change_iter`, positive).
+    pub change_iter: u64,
+    /// Rise of the probability per `change_iter` iterations (`change_rate`, finite, >= 0).
+    pub change_rate: f64,
+    /// The run's seed, keying the per-iteration draws.
+    pub seed: u64,
+}
+
+/// A curriculum setting is out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct CurriculumError {
+    /// The config key.
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Keys the curriculum draws apart from the backend seed of the same iteration.
+const CURRICULUM_STREAM: u64 = 0x4355_5252_4943_554C;
+
+impl HardSampleCurriculum {
+    /// CNVid-3.5M's `change_iter` (`prj/cnvid_vtp/configs/univl/video/pretrain/base.yml`).
+    pub const CNVID_CHANGE_ITER: u64 = 5000;
+    /// CNVid-3.5M's `change_rate`.
+    pub const CNVID_CHANGE_RATE: f64 = 0.15;
+
+    /// A curriculum, its settings checked.
+    pub fn new(change_iter: u64, change_rate: f64, seed: u64) -> Result<Self, CurriculumError> {
+        if change_iter == 0 {
+            return Err(CurriculumError {
+                key: "model_attributes.univl.change_iter",
+                message: "must be positive, got 0".into(),
+            });
+        }
+        if !change_rate.is_finite() || change_rate < 0.0 {
+            return Err(CurriculumError {
+                key: "model_attributes.univl.change_rate",
+                message: format!("must be a finite rate >= 0, got {change_rate}"),
+            });
+        }
+        Ok(Self {
+            change_iter,
+            change_rate,
+            seed,
+        })
+    }
+
+    /// CNVid-3.5M's settings (5000, 0.15) with `seed`.
+    pub fn cnvid(seed: u64) -> Self {
+        Self {
+            change_iter: Self::CNVID_CHANGE_ITER,
+            change_rate: Self::CNVID_CHANGE_RATE,
+            seed,
+        }
+    }
+
+    /// The curriculum a model configuration asks for: `Some` when `hard_example_mining` is on
+    /// and `change_iter` is set (AntMMF's condition), `None` otherwise.
+    pub fn from_model_config(
+        config: &antmmf_models::univl::UnivlConfig,
+        seed: u64,
+    ) -> Result<Option<Self>, CurriculumError> {
+        match config.change_iter {
+            Some(change_iter) if config.hard_example_mining => {
+                Self::new(change_iter, config.change_rate, seed).map(Some)
+            }
+            Some(_) => {
+                log::warn!(
+                    "model_attributes.univl.change_iter is set but hard_example_mining is off: \
+                     no hard-sample curriculum"
+                );
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Probability that iteration `iteration` mines its L2 negatives:
+    /// `min(floor(iteration / change_iter) * change_rate, 1)`.
+    pub fn mining_probability(&self, iteration: u64) -> f64 {
+        ((iteration / self.change_iter) as f64 * self.change_rate).min(1.0)
+    }
+
+    /// The uniform draw in `[0, 1)` of iteration `iteration`, a function of `(seed,
+    /// iteration)` only.
+    pub fn draw(&self, iteration: u64) -> f64 {
+        let bits = crate::trainer::derive_seed(self.seed ^ CURRICULUM_STREAM, iteration);
+        (bits >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Whether iteration `iteration` mines: `draw < mining_probability`.
+    pub fn mines(&self, iteration: u64) -> bool {
+        self.draw(iteration) < self.mining_probability(iteration)
     }
 }
 
@@ -271,7 +390,28 @@ fn retrieval_losses<B: Backend>(
         let loss = l1_mil_nce_loss(clip_sim).map_err(|e| err(head, e))?;
         parts.push(("level1_similarity_loss", loss));
     }
-    let order = if training && s.hard_example_mining {
+    let mine = training
+        && s.hard_example_mining
+        && match &s.curriculum {
+            None => true,
+            Some(c) => {
+                let it = batch.iteration.ok_or_else(|| {
+                    err(
+                        head,
+                        "the hard-sample curriculum needs the batch's iteration (set by the \
+                         training loader)",
+                    )
+                })?;
+                if it > 0 && it.is_multiple_of(c.change_iter) {
+                    log::info!(
+                        "hard-sample curriculum: iteration {it}, mining probability {:.2}",
+                        c.mining_probability(it)
+                    );
+                }
+                c.mines(it)
+            }
+        };
+    let order = if mine {
         let method = s
             .re_sample_method
             .parse::<ResampleMethod>()
@@ -659,6 +799,184 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::tensor::TensorData;
+
+    #[test]
+    fn curriculum_probability_at_cnvid_iterations() {
+        let c = HardSampleCurriculum::cnvid(0);
+        assert_eq!((c.change_iter, c.change_rate), (5000, 0.15));
+        let p = |i| c.mining_probability(i);
+        assert_eq!(p(0), 0.0);
+        assert_eq!(p(4999), 0.0);
+        assert_eq!(p(5000), 0.15);
+        assert_eq!(p(9999), 0.15);
+        assert_eq!(p(10000), 0.3);
+        // floor(34999 / 5000) = 6 steps: 6 * 0.15 = 0.9 (0.8999999999999999 in f64).
+        assert!((p(34999) - 0.9).abs() < 1e-12, "{}", p(34999));
+        // 7 * 0.15 = 1.05, capped.
+        assert_eq!(p(35000), 1.0);
+        assert_eq!(p(100000), 1.0);
+        // Never mines before the first rise, always once the probability is 1.
+        assert!((0..5000).all(|i| !c.mines(i)));
+        assert!((35000..36000).all(|i| c.mines(i)));
+    }
+
+    #[test]
+    fn curriculum_draw_is_a_function_of_seed_and_iteration() {
+        let a = HardSampleCurriculum::cnvid(7);
+        let forward: Vec<f64> = (0..2000).map(|i| a.draw(i)).collect();
+        // Another instance, drawing in reverse order (a resumed run, another device): the same.
+        let b = HardSampleCurriculum::cnvid(7);
+        let backward: Vec<f64> = (0..2000).rev().map(|i| b.draw(i)).collect();
+        assert!(forward.iter().eq(backward.iter().rev()));
+        assert!(forward.iter().all(|d| (0.0..1.0).contains(d)));
+        // Another seed, another sequence; the settings do not enter the draw.
+        let other = HardSampleCurriculum::cnvid(8);
+        assert!((0..2000).filter(|&i| other.draw(i) == a.draw(i)).count() < 2);
+        let slower = HardSampleCurriculum::new(100, 0.5, 7).expect("valid");
+        assert!((0..2000).all(|i| slower.draw(i) == a.draw(i)));
+        // The draws are uniform: the mining rate matches the probability (binomial, 5000
+        // steps each, 4.5 standard deviations).
+        for (range, p) in [
+            (5000..10000, 0.15),
+            (10000..15000, 0.3),
+            (30000..35000, 0.9),
+        ] {
+            let n = range.clone().count() as f64;
+            let rate = range.filter(|&i| a.mines(i)).count() as f64 / n;
+            let sd = (p * (1.0 - p) / n).sqrt();
+            assert!((rate - p).abs() < 4.5 * sd, "rate {rate} for {p}");
+        }
+    }
+
+    #[test]
+    fn curriculum_settings_are_checked_and_follow_antmmfs_condition() {
+        let e = HardSampleCurriculum::new(0, 0.15, 0).expect_err("zero change_iter");
+        assert_eq!(
+            e.to_string(),
+            "model_attributes.univl.change_iter: must be positive, got 0"
+        );
+        for bad in [-0.1, f64::NAN, f64::INFINITY] {
+            let e = HardSampleCurriculum::new(5000, bad, 0).expect_err("bad change_rate");
+            assert_eq!(e.key, "model_attributes.univl.change_rate", "{e}");
+        }
+        let mut config = antmmf_models::univl::UnivlConfig::default();
+        assert_eq!(config.change_iter, None, "no curriculum by default");
+        assert_eq!(
+            HardSampleCurriculum::from_model_config(&config, 3),
+            Ok(None)
+        );
+        config.change_iter = Some(5000);
+        assert_eq!(
+            HardSampleCurriculum::from_model_config(&config, 3),
+            Ok(None),
+            "mining is off"
+        );
+        config.hard_example_mining = true;
+        assert_eq!(
+            HardSampleCurriculum::from_model_config(&config, 3),
+            Ok(Some(HardSampleCurriculum::cnvid(3)))
+        );
+        config.change_iter = Some(0);
+        assert!(HardSampleCurriculum::from_model_config(&config, 3).is_err());
+    }
+
+    /// Four pairs of 6-token captions and 2-clip x 2-frame 16 px videos.
+    fn retrieval_batch<Bk: Backend>(d: &Bk::Device, iteration: Option<u64>) -> VideoTextBatch<Bk> {
+        let (b, l) = (4, 6);
+        let rows: Vec<i64> = (0..b as i64)
+            .flat_map(|r| [101, 5 + r, 20 + 3 * r, 40 + r, 60 + 2 * r, 102])
+            .collect();
+        let ids = Tensor::<Bk, 2, Int>::from_data(TensorData::new(rows, [b, l]), d);
+        let video: Vec<f32> = (0..b * 4 * 3 * 16 * 16)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+            .collect();
+        VideoTextBatch {
+            video: Tensor::from_data(TensorData::new(video, [b, 4, 3, 16, 16]), d),
+            clip_mask: Tensor::ones([b, 2], d),
+            input_ids: ids.clone(),
+            input_mask: Tensor::ones([b, l], d),
+            segment_ids: Tensor::zeros([b, l], d),
+            lm_label_ids: Tensor::full([b, l], -1, d),
+            input_ids_unmasked: ids,
+            false_input_ids: None,
+            false_input_mask: None,
+            false_segment_ids: None,
+            labels: None,
+            multi_labels: None,
+            option_ids: None,
+            option_mask: None,
+            option_segments: None,
+            answers: None,
+            n_clips: 2,
+            num_frm: 2,
+            indices: (0..b).collect(),
+            text_ids: (0..b).collect(),
+            video_ids: (0..b).collect(),
+            qids: Vec::new(),
+            clip_names: (0..b).map(|i| format!("v{i}")).collect(),
+            iteration,
+        }
+    }
+
+    #[test]
+    fn curriculum_switches_l2_between_mined_and_all_pair_negatives() {
+        let d = Default::default();
+        <Flex as Backend>::seed(&d, 11);
+        let model = antmmf_models::univl::UnivlConfig::small(32, 2, 4, 120)
+            .init::<Flex>(&d)
+            .expect("tiny model");
+        let l2 = |s: &TaskSettings, iteration| -> Result<f64, TaskError> {
+            let fwd = task_forward(&model, s, &retrieval_batch::<Flex>(&d, iteration), true)?;
+            let (_, t) = fwd
+                .parts
+                .iter()
+                .find(|(n, _)| *n == "level2_similarity_loss")
+                .expect("L2 loss");
+            Ok(scalar(t.clone()))
+        };
+        let mining = TaskSettings {
+            hard_example_mining: true,
+            ..TaskSettings::default()
+        };
+        let all_pairs = TaskSettings {
+            hard_example_mining: false,
+            ..TaskSettings::default()
+        };
+        let mined = l2(&mining, None).expect("mined");
+        let plain = l2(&all_pairs, None).expect("all pairs");
+        // The untrained scorer is nearly flat, so the two losses differ only in their last
+        // digits; both paths are deterministic, so bitwise equality tells them apart.
+        assert_ne!(mined, plain);
+        let c = HardSampleCurriculum::cnvid(5);
+        let curriculum = TaskSettings {
+            curriculum: Some(c),
+            ..mining.clone()
+        };
+        // Probability 0 before iteration 5000, 1 from 35000; a draw decides in between.
+        assert_eq!(l2(&curriculum, Some(1)).expect("early"), plain);
+        assert_eq!(l2(&curriculum, Some(4999)).expect("early"), plain);
+        assert_eq!(l2(&curriculum, Some(35000)).expect("late"), mined);
+        let (hit, miss) = (
+            (5000..10000)
+                .find(|&i| c.mines(i))
+                .expect("some step mines"),
+            (5000..10000)
+                .find(|&i| !c.mines(i))
+                .expect("some step does not"),
+        );
+        assert_eq!(l2(&curriculum, Some(hit)).expect("mines"), mined);
+        assert_eq!(l2(&curriculum, Some(miss)).expect("does not"), plain);
+        // Evaluation never mines; a training batch without its iteration is an error.
+        let eval = task_forward(
+            &model,
+            &curriculum,
+            &retrieval_batch::<Flex>(&d, None),
+            false,
+        );
+        assert!(eval.is_ok());
+        let e = l2(&curriculum, None).expect_err("no iteration");
+        assert!(e.to_string().contains("needs the batch's iteration"), "{e}");
+    }
 
     #[test]
     fn attentive_mask_draws_15_percent_of_real_tokens_by_importance() {

@@ -862,6 +862,11 @@ pub struct UnivlConfig {
     /// Hard example row weights (`median`; `None` for none).
     #[serde(deserialize_with = "de_reweight", serialize_with = "ser_reweight")]
     pub re_weight_method: Option<ReweightMethod>,
+    /// CNVid hard-sample curriculum: iterations per rise of the mining probability (`None`: no
+    /// curriculum, mining on every step).
+    pub change_iter: Option<u64>,
+    /// CNVid hard-sample curriculum: rise of the mining probability every `change_iter` steps.
+    pub change_rate: f64,
     /// Answer classes of the open-QA classification head (none: no head).
     pub num_labels: Option<usize>,
     /// Clips of the clip-order head (read for compatibility).
@@ -894,6 +899,8 @@ impl Default for UnivlConfig {
             hard_example_mining: false,
             re_sample_method: ResampleMethod::Nearest,
             re_weight_method: Some(ReweightMethod::Median),
+            change_iter: None,
+            change_rate: 0.15,
             num_labels: None,
             max_clip_len: 16,
             video_queue_size: ANTMMF_VIDEO_QUEUE_SIZE,
