@@ -9,7 +9,7 @@ use crate::trainer::{
     ResumableLoader, StartFrom, TaskHooks, TrainRun, TrainSummary, TrainerSettings,
     latest_good_checkpoint, launch,
 };
-use crate::univl_task::{TaskHead, TaskSettings, UnivlTask};
+use crate::univl_task::{HardSampleCurriculum, TaskHead, TaskSettings, UnivlTask};
 use antmmf_core::checkpoint::Checkpoint;
 use antmmf_core::config::{RunType, TrainingParameters};
 use antmmf_core::fsutil::write_atomic;
@@ -84,6 +84,8 @@ pub const ACTED_ON_KEYS: &[&str] = &[
     "model_attributes.univl.num_labels",
     "model_attributes.univl.encoder_lr_decay",
     "model_attributes.univl.with_moco",
+    "model_attributes.univl.change_iter",
+    "model_attributes.univl.change_rate",
     "model_attributes.univl.K",
     "model_attributes.univl.M",
     "model_attributes.univl.T",
@@ -113,6 +115,7 @@ pub const ACTED_ON_KEYS: &[&str] = &[
     "task_attributes.univl_task.dataset_attributes.*.processors.**",
     "task_attributes.univl_task.dataset_attributes.*.video_field_key",
     "task_attributes.univl_task.dataset_attributes.*.add_false_caption",
+    "task_attributes.univl_task.dataset_attributes.*.annotations_loader",
     "task_attributes.univl_task.dataset_attributes.*.pretraining",
 ];
 
@@ -277,6 +280,12 @@ impl RunPlan {
         if training.seed == Some(-1) || training.seed.is_none() {
             log::info!("seed: {seed} (drawn; set training_parameters.seed {seed} to repeat)");
         }
+        // CNVid's hard-sample curriculum: its per-iteration draws derive from the run's seed.
+        let task = TaskSettings {
+            curriculum: HardSampleCurriculum::from_model_config(&model, seed)
+                .map_err(|e| invalid(e.key, e.message))?,
+            ..task
+        };
         Ok(Self {
             task,
             dataset_name: name,

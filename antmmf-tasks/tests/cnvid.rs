@@ -44,6 +44,12 @@ fn cnvid_pretraining_configs_turn_the_curriculum_on() {
             Some(HardSampleCurriculum::cnvid(p.seed)),
             "{rel}"
         );
+        // The run's task settings carry it.
+        assert_eq!(
+            p.task.curriculum,
+            Some(HardSampleCurriculum::cnvid(p.seed)),
+            "{rel}"
+        );
     }
 }
 
