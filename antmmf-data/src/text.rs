@@ -58,6 +58,9 @@ pub enum TextError {
     /// The vocabulary could not be loaded.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The SNP-S3 word files could not be read.
+    #[error(transparent)]
+    Words(#[from] crate::words::WordsError),
     /// No vocabulary file was found for `tokenizer_config`.
     #[error("no vocab.txt found for tokenizer_config.type {type_:?}; tried {tried:?}")]
     VocabNotFound {
@@ -94,6 +97,9 @@ pub struct CaptionProcessorParams {
     /// (`jieba`); unset: each Chinese character is a word of its own, as in AntMMF.
     #[serde(default)]
     pub word_segmenter: Option<WordSegmenter>,
+    /// SNP-S3's `intra_VTM` (important-word MLM, [`crate::iw_mlm`]).
+    #[serde(rename = "intra_VTM", default)]
+    pub intra_vtm: Option<crate::iw_mlm::IntraVtmParams>,
     /// Which tokenizer to build.
     #[serde(default)]
     pub tokenizer_config: TokenizerConfig,
@@ -203,6 +209,7 @@ pub struct CaptionEncoding {
 pub struct CaptionProcessor {
     params: CaptionProcessorParams,
     tokenizer: Arc<BertTokenizer>,
+    iw_mlm: Option<Arc<crate::iw_mlm::IwMlm>>,
 }
 
 impl CaptionProcessor {
@@ -227,7 +234,15 @@ impl CaptionProcessor {
                  Chinese words are not masked whole"
             );
         }
-        Ok(Self { params, tokenizer })
+        let iw_mlm = match params.intra_vtm.as_ref().filter(|v| v.iw_mlm) {
+            Some(v) => Some(Arc::new(crate::iw_mlm::IwMlm::load(v, &tokenizer)?)),
+            None => None,
+        };
+        Ok(Self {
+            params,
+            tokenizer,
+            iw_mlm,
+        })
     }
 
     /// Builds the tokenizer of `params.tokenizer_config` (vocabulary found by
@@ -377,6 +392,9 @@ impl CaptionProcessor {
         let mut labels = vec![IGNORE_LABEL; tokens.len()];
         if probability <= 0.0 {
             return (out, labels);
+        }
+        if let Some(iw) = &self.iw_mlm {
+            return iw.mask(tokens, ids, probability, &self.tokenizer, IGNORE_LABEL, rng);
         }
         for (i, token) in tokens.iter().enumerate() {
             let draw: f64 = rng.random();

@@ -63,6 +63,7 @@ fn params(max_seq_length: usize, mask_probability: f64) -> CaptionProcessorParam
         random_mask_chinese: false,
         whole_word_masking: false,
         word_segmenter: None,
+        intra_vtm: None,
         tokenizer_config: TokenizerConfig::default(),
         preprocessor: None,
     }

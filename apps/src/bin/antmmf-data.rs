@@ -4,7 +4,9 @@
 //! - `check`: read every annotation and open every media file of a configured dataset
 //!   (`antmmf_data::check`);
 //! - `frames`: sample one clip as the dataset would and report it (`antmmf_data::media::preview`);
-//! - `pack`: store a folder of videos in an LMDB database (`antmmf_data::pack`).
+//! - `pack`: store a folder of videos in an LMDB database (`antmmf_data::pack`);
+//! - `words`: SNP-S3 significant-word mining: ranked word counts and same-lemma table
+//!   (`antmmf_data::words`).
 //!
 //! Exit codes: 0 success, 1 `check` found problems, 2 an error (bad flag, config, file).
 
@@ -57,6 +59,36 @@ enum Command {
         after_help = "Example:\n  antmmf-data pack --videos assets/video --out data/videos.lmdb"
     )]
     Pack(PackArgs),
+    /// SNP-S3 significant-word mining: count the words of the captions, rank them and write the
+    /// ranked counts (`intra_VTM.HT_words_count_file_dir`) and the same-lemma table
+    /// (`intra_VTM.vocab_same_lema_dir`; Snowball stems as the lemma proxy).
+    #[command(
+        after_help = "Example:\n  antmmf-data words --annotations data/sample/pretrain_video.jsonl --vocab assets/minilm/vocab.txt --out words.json"
+    )]
+    Words(WordsArgs),
+}
+
+/// Flags of `words`.
+#[derive(Debug, Args)]
+struct WordsArgs {
+    /// AntMMF jsonl annotation files (each line's `caption`, a string or a list).
+    #[arg(long, required = true, num_args = 1..)]
+    annotations: Vec<PathBuf>,
+    /// The BERT vocab.txt the ids refer to.
+    #[arg(long)]
+    vocab: PathBuf,
+    /// Keep case (for cased vocabularies).
+    #[arg(long)]
+    cased: bool,
+    /// The ranked counts (JSON).
+    #[arg(long)]
+    out: PathBuf,
+    /// The same-lemma table (JSON); default: `<out stem>_same_lemma.json` beside --out.
+    #[arg(long)]
+    lemmas_out: Option<PathBuf>,
+    /// Words listed on stdout.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
 }
 
 /// Which splits `check` reads.
@@ -195,6 +227,7 @@ fn main() -> ExitCode {
         Command::Check(args) => run_check(args),
         Command::Frames(args) => run_frames(&args).map(|()| ExitCode::SUCCESS),
         Command::Pack(args) => run_pack(&args).map(|()| ExitCode::SUCCESS),
+        Command::Words(args) => run_words(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -203,6 +236,36 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `words`: mines, writes both files and prints the top words.
+fn run_words(args: &WordsArgs) -> anyhow::Result<()> {
+    let lemmas_out = args.lemmas_out.clone().unwrap_or_else(|| {
+        let stem = args
+            .out
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "words".into());
+        args.out.with_file_name(format!("{stem}_same_lemma.json"))
+    });
+    let opts = antmmf_data::words::MineOptions {
+        annotations: args.annotations.clone(),
+        vocab: args.vocab.clone(),
+        do_lower_case: !args.cased,
+        out: args.out.clone(),
+        lemmas_out: lemmas_out.clone(),
+    };
+    let counts = antmmf_data::words::mine_to_files(&opts)?;
+    println!(
+        "{} distinct words counted; ranked counts: {}; same-lemma table: {}",
+        counts.ranked.len(),
+        args.out.display(),
+        lemmas_out.display()
+    );
+    for (word, count) in counts.ranked.iter().take(args.top) {
+        println!("  {word}\t{count}");
+    }
+    Ok(())
 }
 
 /// `synth`: generates the set and prints its summary and the time it took.
