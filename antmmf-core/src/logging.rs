@@ -1,9 +1,14 @@
 //! Logging: one line per record to stderr and, once a run directory exists, to its log file.
+//!
+//! While a full-screen display owns the terminal (the training TUI), [`pause_stderr`] keeps
+//! records off stderr: they still reach the log file, and warnings and errors are held and
+//! written to stderr when the pause ends.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 struct Logger {
@@ -34,7 +39,7 @@ impl Log for Logger {
             record.target(),
             record.args()
         );
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        to_stderr(&line, record.level(), &mut std::io::stderr());
         if let Ok(mut guard) = self.file.lock()
             && let Some(f) = guard.as_mut()
         {
@@ -48,6 +53,78 @@ impl Log for Logger {
         {
             let _ = f.flush();
         }
+    }
+}
+
+/// Active [`StderrPause`]s.
+static PAUSES: AtomicUsize = AtomicUsize::new(0);
+/// Warnings and errors logged during a pause, and how many more were dropped.
+static HELD: Mutex<(Vec<String>, usize)> = Mutex::new((Vec::new(), 0));
+/// Held lines beyond this are only counted (they are in the log file).
+const MAX_HELD: usize = 100;
+
+/// Writes `line` to `stderr`, or during a pause holds it (warnings and errors) or drops it.
+fn to_stderr(line: &str, level: Level, stderr: &mut dyn Write) {
+    // Checked again under the lock: a pause ending meanwhile has flushed already.
+    if PAUSES.load(Ordering::SeqCst) > 0
+        && let Ok(mut held) = HELD.lock()
+        && PAUSES.load(Ordering::SeqCst) > 0
+    {
+        if level <= Level::Warn {
+            if held.0.len() < MAX_HELD {
+                held.0.push(line.to_string());
+            } else {
+                held.1 += 1;
+            }
+        }
+        return;
+    }
+    let _ = stderr.write_all(line.as_bytes());
+}
+
+/// Keeps log records off stderr while alive; see [`pause_stderr`].
+#[must_use = "stderr logging resumes when the pause is dropped"]
+pub struct StderrPause {
+    active: bool,
+}
+
+/// Stops log records from reaching stderr until the returned guard drops (also when unwinding
+/// from a panic): they still go to the run's log file, and warnings and errors are written to
+/// stderr (the first 100, then a count) when the last pause ends.
+pub fn pause_stderr() -> StderrPause {
+    PAUSES.fetch_add(1, Ordering::SeqCst);
+    StderrPause { active: true }
+}
+
+impl StderrPause {
+    /// Ends this pause; the last one writes the held lines to `out`.
+    fn end(&mut self, out: &mut dyn Write) {
+        if !std::mem::take(&mut self.active) {
+            return;
+        }
+        let Ok(mut held) = HELD.lock() else {
+            PAUSES.fetch_sub(1, Ordering::SeqCst);
+            return;
+        };
+        if PAUSES.fetch_sub(1, Ordering::SeqCst) == 1 {
+            for line in held.0.drain(..) {
+                let _ = out.write_all(line.as_bytes());
+            }
+            if held.1 > 0 {
+                let _ = writeln!(
+                    out,
+                    "({} more warnings or errors are in the log file)",
+                    held.1
+                );
+                held.1 = 0;
+            }
+        }
+    }
+}
+
+impl Drop for StderrPause {
+    fn drop(&mut self) {
+        self.end(&mut std::io::stderr());
     }
 }
 
@@ -111,6 +188,36 @@ pub fn format_utc(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_keeps_lines_off_stderr_and_replays_warnings() {
+        let mut pause = pause_stderr();
+        let mut nested = pause_stderr();
+        let mut during = Vec::new();
+        to_stderr("info line\n", Level::Info, &mut during);
+        to_stderr("warn line\n", Level::Warn, &mut during);
+        to_stderr("error line\n", Level::Error, &mut during);
+        assert!(during.is_empty(), "{}", String::from_utf8_lossy(&during));
+        let mut after_inner = Vec::new();
+        nested.end(&mut after_inner);
+        assert!(after_inner.is_empty(), "an outer pause is still active");
+        let mut after = Vec::new();
+        pause.end(&mut after);
+        let after = String::from_utf8(after).unwrap();
+        // Other tests of this binary may log concurrently: look for ours only.
+        assert!(after.contains("warn line\nerror line\n"), "{after}");
+        assert!(!after.contains("info line"), "{after}");
+        let mut resumed = Vec::new();
+        to_stderr("info again\n", Level::Info, &mut resumed);
+        assert_eq!(resumed, b"info again\n");
+        drop(pause);
+        drop(nested);
+        assert_eq!(
+            PAUSES.load(Ordering::SeqCst),
+            0,
+            "ended pauses do not count twice"
+        );
+    }
 
     #[test]
     fn utc_formatting() {

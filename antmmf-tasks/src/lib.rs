@@ -3,6 +3,7 @@
 pub mod eval;
 pub mod metrics;
 pub mod optim;
+pub mod progress;
 pub mod run;
 pub mod schedule;
 pub mod trainer;

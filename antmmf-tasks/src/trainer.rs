@@ -19,17 +19,30 @@
 //!   iteration (the last good checkpoint stays), or with `skip_nan_steps` skips that step and
 //!   counts it;
 //! - at the end, `<model>_final.ckpt` (weights and state).
+//!
+//! Progress: every iteration goes to burn-train's event processor (`Start`, one `ProcessedItem`
+//! per iteration with its batch in the epoch, the iteration out of the planned ones and the
+//! learning rate, `EndEpoch`, `End`), whose renderer is burn's TUI in a terminal and prints
+//! nothing elsewhere, where one `progress:` log line per `log_interval` is the output;
+//! `ANTMMF_PROGRESS=plain|tui|auto` overrides the choice. See [`crate::progress`].
 
 use crate::optim::{AntmmfOptimizer, GradNormHandle, OptimizerSnapshot};
+use crate::progress::{
+    BoxedRenderer, LastValidationMetric, LazyTui, LossPartsMetric, LossValues, NoMetricFiles,
+    PlainRenderer, ProgressDisplay, ProgressLink, TerminalSignals, TotalLossMetric,
+};
 use crate::schedule::AntMmfLrSchedule;
 use antmmf_core::checkpoint::{Checkpoint, CheckpointError, load_newest_good};
 use antmmf_core::fsutil::write_atomic;
 use antmmf_core::run_dir::RunDir;
+use burn::data::dataloader::Progress;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, Optimizer};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::train::EventProcessorTraining;
+use burn::train::metric::{Adaptor, LearningRateMetric};
+use burn::train::renderer::MetricsRenderer;
+use burn::train::{EventProcessorTraining, Interrupter, ItemLazy, LearnerEvent, TrainingItem};
 use burn::train::{
     InferenceStep, Learner, LearningComponentsTypes, LearningResult, SupervisedLearningStrategy,
     SupervisedTrainingEventProcessor, TrainLoader, TrainStep, TrainingComponents, ValidLoader,
@@ -160,6 +173,22 @@ pub enum TrainError {
         /// The error.
         message: String,
     },
+    /// The run was stopped before its end (the TUI's stop control, SIGINT or SIGTERM).
+    #[error(
+        "training interrupted at iteration {iteration} ({reason}){}",
+        last_good.as_ref().map(|p| format!("; resume from {}", p.display())).unwrap_or_default()
+    )]
+    Interrupted {
+        /// The last iteration done.
+        iteration: u64,
+        /// What stopped it.
+        reason: String,
+        /// The newest checkpoint written before.
+        last_good: Option<PathBuf>,
+    },
+    /// A setting outside the config (`ANTMMF_PROGRESS`) has an invalid value.
+    #[error("{0}")]
+    Setting(String),
     /// The data loader produced no batch for a whole epoch.
     #[error("the training data produced no batch in epoch {0}: check the annotations and media")]
     NoData(u64),
@@ -226,6 +255,7 @@ pub struct AntmmfTraining<LC: LearningComponentsTypes, L, H> {
     grad_norm: GradNormHandle,
     optim_snapshot: OptimizerSnapshot<OptimRecordOf<LC>>,
     outcome: Arc<Mutex<Option<Result<TrainSummary, TrainError>>>>,
+    link: ProgressLink,
 }
 
 /// Reads the outcome of a launched run.
@@ -280,6 +310,7 @@ where
                 grad_norm: optim.grad_norm_handle(),
                 optim_snapshot: optim.snapshot_handle(),
                 outcome: outcome.clone(),
+                link: ProgressLink::default(),
             },
             TrainOutcome(outcome),
         )
@@ -365,11 +396,18 @@ where
             burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
         >,
     ) {
-        let result = self.run_loop(&mut learner);
+        let mut processor = training_components.event_processor;
+        let result = self.run_loop(
+            &mut learner,
+            &mut processor,
+            &training_components.interrupter,
+        );
+        // Sent whatever the result: burn's TUI leaves its screen once the renderer drops.
+        processor.process_train(LearnerEvent::End(None));
         if let Ok(mut slot) = self.outcome.lock() {
             *slot = Some(result);
         }
-        (learner.model(), training_components.event_processor)
+        (learner.model(), processor)
     }
 }
 
@@ -392,6 +430,10 @@ where
         learner: &mut Learner<
             burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
         >,
+        processor: &mut SupervisedTrainingEventProcessor<
+            burn::train::LearningComponentsMarker<B, AntMmfLrSchedule, M, AntmmfOptimizer<M, B>>,
+        >,
+        interrupter: &Interrupter,
     ) -> Result<TrainSummary, TrainError> {
         let s = &self.settings;
         let mut state = LoopState {
@@ -415,6 +457,11 @@ where
             history = self.logs_up_to(&state)?;
         }
         let per_epoch = self.loader.batches_per_epoch() as u64;
+        let planned = planned_iterations(s, per_epoch);
+        self.link
+            .resumed_at
+            .store(state.iteration, std::sync::atomic::Ordering::SeqCst);
+        processor.process_train(LearnerEvent::Start);
         let done = |st: &LoopState| {
             s.max_iterations.is_some_and(|m| st.iteration >= m)
                 || s.max_epochs.is_some_and(|m| st.epoch >= m)
@@ -449,9 +496,10 @@ where
                 state.scheduler_steps += 1;
                 let started = Instant::now();
                 let output = learner.train_step(batch);
+                let item = output.item;
                 antmmf_core::testing_pause_at_iteration("step", iteration);
-                let loss = output.item.total_loss();
-                let parts = output.item.loss_parts();
+                let loss = item.total_loss();
+                let parts = item.loss_parts();
                 if !loss.is_finite() {
                     let what = parts
                         .iter()
@@ -514,6 +562,18 @@ where
                     }
                 }
                 interval.add(loss, &parts, started.elapsed().as_secs_f64());
+                let lr = learner.lr_current();
+                processor.process_train(LearnerEvent::ProcessedItem(TrainingItem::new(
+                    item,
+                    Progress::new(state.batch_in_epoch as usize, per_epoch as usize),
+                    // Iterations are AntMMF's unit of progress (burn's TUI calls it `Epoch`).
+                    Progress::new(
+                        iteration as usize,
+                        planned.unwrap_or(iteration).max(iteration) as usize,
+                    ),
+                    Some(iteration as usize),
+                    Some(lr),
+                )));
                 if iteration.is_multiple_of(s.log_interval) || done(&state) {
                     let record =
                         interval.finish(iteration, learner.lr_current(), self.grad_norm.get());
@@ -551,10 +611,19 @@ where
                 if done(&state) {
                     break 'epochs;
                 }
+                if let Some(reason) = self.link.stop_reason(interrupter) {
+                    log::warn!("training stopped at iteration {iteration}: {reason}");
+                    return Err(TrainError::Interrupted {
+                        iteration,
+                        reason,
+                        last_good,
+                    });
+                }
             }
             if !produced && state.batch_in_epoch == 0 {
                 return Err(TrainError::NoData(state.epoch));
             }
+            processor.process_train(LearnerEvent::EndEpoch(state.epoch as usize + 1));
             state.epoch += 1;
             state.batch_in_epoch = 0;
         }
@@ -603,6 +672,9 @@ where
                 .map_err(|message| TrainError::Validation { iteration, message })?;
             let shown: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
             log::info!("iteration {iteration}: validation: {}", shown.join(", "));
+            if let Ok(mut latest) = self.link.validation.lock() {
+                *latest = format!("iteration {iteration}: {}", shown.join(", "));
+            }
         }
         let monitored = metrics
             .get(&s.monitored_metric)
@@ -857,11 +929,14 @@ fn write_train_scalars(w: &mut antmmf_core::tensorboard::EventWriter, r: &LogRec
     }
 }
 
-fn log_line(r: &LogRecord, s: &TrainerSettings, per_epoch: u64, state: &LoopState) {
-    let total = s
-        .max_iterations
+/// The iterations the run is set to: `max_iterations`, else `max_epochs` epochs.
+fn planned_iterations(s: &TrainerSettings, per_epoch: u64) -> Option<u64> {
+    s.max_iterations
         .or_else(|| s.max_epochs.map(|e| e * per_epoch))
-        .unwrap_or(0);
+}
+
+fn log_line(r: &LogRecord, s: &TrainerSettings, per_epoch: u64, state: &LoopState) {
+    let total = planned_iterations(s, per_epoch).unwrap_or(0);
     let eta = if total > r.iteration {
         format!(
             ", ETA {:.0}s",
@@ -991,7 +1066,8 @@ pub struct TrainRun<L, H> {
 }
 
 /// Trains `model` with `optim` and `schedule` through burn-train, returning the trained
-/// inference model and the run summary.
+/// inference model and the run summary; progress is shown as `ANTMMF_PROGRESS` asks (by default
+/// burn's TUI when stdout is a terminal, else one log line per `log_interval`).
 pub fn launch<B, M, L, H>(
     model: M,
     optim: AntmmfOptimizer<M, B>,
@@ -1004,12 +1080,37 @@ where
     M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
     M::InnerModule: InferenceStep,
     <M as TrainStep>::Output: LossReport,
+    <<M as TrainStep>::Output as ItemLazy>::ItemSync: Adaptor<LossValues> + 'static,
+    <M::InnerModule as InferenceStep>::Input: 'static,
+    L: ResumableLoader<<M as TrainStep>::Input> + 'static,
+    H: TaskHooks<B, M> + 'static,
+{
+    let display = ProgressDisplay::from_env().map_err(TrainError::Setting)?;
+    launch_with_progress(model, optim, schedule, device, run, display)
+}
+
+/// [`launch`] with the progress display given (tests and embedding applications pass
+/// [`ProgressDisplay::Custom`] to receive burn-train's events).
+pub fn launch_with_progress<B, M, L, H>(
+    model: M,
+    optim: AntmmfOptimizer<M, B>,
+    schedule: AntMmfLrSchedule,
+    device: B::Device,
+    run: TrainRun<L, H>,
+    display: ProgressDisplay,
+) -> Result<(M::InnerModule, TrainSummary), TrainError>
+where
+    B: AutodiffBackend,
+    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
+    M::InnerModule: InferenceStep,
+    <M as TrainStep>::Output: LossReport,
+    <<M as TrainStep>::Output as ItemLazy>::ItemSync: Adaptor<LossValues> + 'static,
     <M::InnerModule as InferenceStep>::Input: 'static,
     L: ResumableLoader<<M as TrainStep>::Input> + 'static,
     H: TaskHooks<B, M> + 'static,
 {
     let burn_dir = run.run.root().join("burn");
-    let (strategy, outcome) = AntmmfTraining::new(
+    let (mut strategy, outcome) = AntmmfTraining::new(
         run.loader.clone(),
         run.hooks,
         run.settings,
@@ -1018,6 +1119,24 @@ where
         run.start,
         &optim,
     );
+    let link = ProgressLink::default();
+    strategy.link = link.clone();
+    let interrupter = Interrupter::new();
+    // While the TUI owns the terminal: log records only to the run's log file, and signals stop
+    // the loop (their default action would leave the terminal in raw mode). Both end after the
+    // TUI has closed (handlers first, then the pause, which writes the held warnings), also
+    // when unwinding.
+    let mut stderr_pause = None;
+    let mut signals = None;
+    let renderer: Box<dyn MetricsRenderer> = match display {
+        ProgressDisplay::Tui => {
+            stderr_pause = Some(antmmf_core::logging::pause_stderr());
+            signals = TerminalSignals::install(&link);
+            Box::new(LazyTui::new(interrupter.clone(), &link))
+        }
+        ProgressDisplay::Plain => Box::new(PlainRenderer),
+        ProgressDisplay::Custom(make) => make(interrupter.clone()),
+    };
     let train_view: Arc<dyn burn::data::dataloader::DataLoader<B, <M as TrainStep>::Input>> =
         Arc::new(BurnLoaderView {
             inner: run.loader,
@@ -1031,8 +1150,19 @@ where
     > = Arc::new(NoBatches(std::marker::PhantomData));
     let result = burn::train::SupervisedTraining::new(burn_dir, train_view, valid_view)
         .with_application_logger(None)
+        .with_metric_logger(NoMetricFiles)
+        .with_interrupter(interrupter)
+        .renderer(BoxedRenderer(renderer))
+        .metric_train_numeric(TotalLossMetric::new())
+        .metric_train_numeric(LearningRateMetric::new())
+        .metric_train(LossPartsMetric::new())
+        .metric_train(LastValidationMetric::new(link.validation.clone()))
         .with_training_strategy(burn::train::TrainingStrategy::Custom(Arc::new(strategy)))
         .launch(Learner::new(model, optim, schedule));
+    // Closes the TUI (if any), giving the terminal back.
+    drop(result.renderer);
+    drop(signals);
+    drop(stderr_pause);
     let summary = outcome.take()?;
     Ok((result.model, summary))
 }

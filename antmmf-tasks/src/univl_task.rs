@@ -713,6 +713,13 @@ impl crate::trainer::LossReport for StepOutput {
     }
 }
 
+/// What the training progress display (burn's TUI) shows of a step.
+impl burn::train::metric::Adaptor<crate::progress::LossValues> for StepOutput {
+    fn adapt(&self) -> crate::progress::LossValues {
+        crate::progress::LossValues::of(self)
+    }
+}
+
 fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
     t.into_scalar().elem::<f64>()
 }
