@@ -23,6 +23,7 @@
 pub mod config;
 pub mod moco;
 pub mod visual;
+pub mod vwm;
 
 use std::path::{Path, PathBuf};
 

@@ -6,5 +6,6 @@ pub mod optim;
 pub mod progress;
 pub mod run;
 pub mod schedule;
+pub mod snps3;
 pub mod trainer;
 pub mod univl_task;

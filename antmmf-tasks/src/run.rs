@@ -98,6 +98,9 @@ pub const ACTED_ON_KEYS: &[&str] = &[
     "model_attributes.univl.image_encoder.**",
     "model_attributes.univl.pretraining_heads.transformer_mlm.**",
     "model_attributes.univl.pretraining_heads.itm.**",
+    "model_attributes.univl.pretraining_heads.Vision_Word_Matching",
+    "model_attributes.univl.pretraining_heads.MASK_All_IWords_info.**",
+    "model_attributes.univl.pretraining_heads.text_encoder_mlm.**",
     "task_attributes.univl_task.dataset_attributes.*.data_root_dir",
     "task_attributes.univl_task.dataset_attributes.*.annotations.**",
     "task_attributes.univl_task.dataset_attributes.*.videos.**",
@@ -271,6 +274,11 @@ impl RunPlan {
                 && univl("with_moco").and_then(|v| v.as_bool()).unwrap_or(true),
             moco_temperature: univl("T").and_then(|v| v.as_f64()).unwrap_or(0.05),
             multi_label: false,
+            snps3: crate::snps3::Snps3Settings::from_config(
+                config,
+                model.text_encoder.params.vocab_size,
+            )
+            .map_err(|(key, message)| invalid(&key, message))?,
             ..TaskSettings::default()
         };
         if !task.with_moco {

@@ -92,6 +92,9 @@ pub struct TaskSettings {
     /// step mines.
     #[serde(default)]
     pub curriculum: Option<HardSampleCurriculum>,
+    /// SNP-S3's vision-word matching and text-encoder MLM ([`crate::snps3`]).
+    #[serde(default)]
+    pub snps3: crate::snps3::Snps3Settings,
 }
 
 /// Special token ids of the caption vocabulary (bert-base-uncased and bert-base-chinese share
@@ -129,6 +132,7 @@ impl Default for TaskSettings {
             attentive_mask_prob: 0.5,
             special_ids: SpecialIds::default(),
             curriculum: None,
+            snps3: crate::snps3::Snps3Settings::default(),
         }
     }
 }
@@ -390,6 +394,11 @@ fn retrieval_losses<B: Backend>(
         let loss = l1_mil_nce_loss(clip_sim).map_err(|e| err(head, e))?;
         parts.push(("level1_similarity_loss", loss));
     }
+    if let Some(vwm) = &s.snps3.vwm {
+        let seq = text.sequence.clone();
+        let vwm = crate::snps3::vwm_losses(model, vwm, s.special_ids, batch, seq, video.l1.clone());
+        parts.extend(vwm.map_err(|e| err(head, e))?);
+    }
     let mine = training
         && s.hard_example_mining
         && match &s.curriculum {
@@ -557,15 +566,23 @@ pub fn task_forward<B: Backend>(
             };
             // L2, MLM and the ITM positive use the masked caption.
             let (mut parts, cross, clip_tokens, _) =
-                retrieval_losses(model, s, batch, text, masked_ids, training)?;
+                retrieval_losses(model, s, batch, text, masked_ids.clone(), training)?;
             // The positive pairs sit at flattened positions i * B + i.
             let diag = Tensor::<B, 1, Int>::arange(0..b as i64, &device).mul_scalar(b as i64 + 1);
             let pos_text = take(cross.text, diag.clone());
             let pos_pooled = take(cross.pooled, diag);
             let logits = model.mlm_logits(pos_text);
-            let mlm = masked_cross_entropy(logits, lm_labels, antmmf_data::text::IGNORE_LABEL)
-                .map_err(|e| err(head, e))?;
+            let mlm =
+                masked_cross_entropy(logits, lm_labels.clone(), antmmf_data::text::IGNORE_LABEL)
+                    .map_err(|e| err(head, e))?;
             parts.push(("masked_lm_loss", mlm.loss));
+            if s.snps3.text_encoder_mlm {
+                let loss = crate::snps3::text_encoder_mlm_loss(model, batch, masked_ids, lm_labels);
+                parts.push((
+                    "masked_lm_text_encoder_loss",
+                    loss.map_err(|e| err(head, e))?,
+                ));
+            }
             if let (Some(fids), Some(fmask), Some(fseg)) = (
                 batch.false_input_ids.clone(),
                 batch.false_input_mask.clone(),
