@@ -115,7 +115,8 @@ fn test_metrics(report: &RunReport) -> &BTreeMap<String, f64> {
 ///   0.94 within a colour, -0.27 across) and ignore shape and direction (same and different
 ///   shape or direction score alike): after 900 / 2,000 iterations R@1 6.3 / 7.8 %, mean rank
 ///   12.6 / 12.4 (chance 32.5; colour alone gives R@1 about 6 %, mean rank 8.5); flat
-///   backgrounds (`--plain`) give mean rank 8.2 after 1,200 iterations, still colour only;
+///   backgrounds (`--plain`) give mean rank 8.2 and 48x48 frames mean rank 9.0 after 1,200
+///   iterations, still colour only;
 /// - with MoCo (K 256, M 0.99, T 0.05) from random weights every embedding collapses to one
 ///   point (R@1 1.6 %).
 ///
