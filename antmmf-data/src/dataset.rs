@@ -344,6 +344,17 @@ impl VideoTextDataset {
                     Some(config_dir.join(p).to_string_lossy().into_owned());
             }
         }
+        // SNP-S3's word files resolve as vocab_path does.
+        if let Some(iw) = cap_params.intra_vtm.as_mut() {
+            for file in [&mut iw.words_file, &mut iw.lemma_file]
+                .into_iter()
+                .flatten()
+            {
+                if file.is_relative() && !file.exists() && config_dir.join(&*file).exists() {
+                    *file = config_dir.join(&*file);
+                }
+            }
+        }
         let mut search: Vec<&Path> = vec![config_dir, root.as_path()];
         search.extend(options.vocab_search_dirs.iter().map(PathBuf::as_path));
         let caption = CaptionProcessor::from_params(cap_params, &search).map_err(|source| {
