@@ -178,4 +178,19 @@ fn snps3_sample_pretraining_with_iw_mlm_and_vwm_learns() {
             .unwrap_or_else(|| panic!("metrics.json has no {key}: {metrics}"));
         assert!(v.is_finite(), "{key} = {v}");
     }
+    // AntMMF's VWM batch recall metrics, logged beside the losses (batches of 4 videos: a median
+    // rank in 1..=4, recalls in percent, R@5 and R@10 of 4 videos always 100).
+    for stage in ["before", "after"] {
+        let mr = last.part(&format!("VWM_{stage}_mr"));
+        let r1 = last.part(&format!("VWM_{stage}_r@1"));
+        let r5 = last.part(&format!("VWM_{stage}_r@5"));
+        assert!((1.0..=4.0).contains(&mr), "VWM_{stage}_mr = {mr}");
+        assert!((0.0..=100.0).contains(&r1), "VWM_{stage}_r@1 = {r1}");
+        assert_eq!(r5, 100.0, "VWM_{stage}_r@5");
+        let key = format!("val/VWM_{stage}_r@1");
+        let v = metrics["evaluations"]["val"][&key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("metrics.json has no {key}: {metrics}"));
+        assert!((0.0..=100.0).contains(&v), "{key} = {v}");
+    }
 }

@@ -204,7 +204,7 @@ pub fn vwm_losses<B: Backend>(
     batch: &VideoTextBatch<B>,
     after_sequence: Tensor<B, 3>,
     video_l1: Tensor<B, 3>,
-) -> Result<Vec<(&'static str, Tensor<B, 1>)>, String> {
+) -> Result<VwmOutput<B>, String> {
     let ids = batch.input_ids_unmasked.clone();
     let [b, l] = ids.dims();
     let k = vwm.word_chosen_num;
@@ -223,21 +223,62 @@ pub fn vwm_losses<B: Backend>(
         choose_word_positions(&ids_host, b, l, &vwm.important_ids, &specials, k, &noise);
     let positions = Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [b, k]), &device);
     let mut parts = Vec::new();
+    let mut metrics = Vec::new();
     if matches!(vwm.stage, VwmStage::Before | VwmStage::Both) {
         let types = Tensor::<B, 2, Int>::zeros([b, l], &device);
         let embedded = model.bert.embeddings.forward(ids, Some(types), None);
         let words = gather_words(embedded, positions.clone());
-        let (loss, _) = vwm_loss(words, video_l1.clone(), Some(batch.clip_mask.clone()))
+        let (loss, sim) = vwm_loss(words, video_l1.clone(), Some(batch.clip_mask.clone()))
             .map_err(|e| e.to_string())?;
         parts.push(("VWM_before_similarity_loss", loss));
+        metrics.extend(recall_metrics(VWM_BEFORE_METRICS, sim, b));
     }
     if matches!(vwm.stage, VwmStage::After | VwmStage::Both) {
         let words = gather_words(after_sequence, positions);
-        let (loss, _) =
+        let (loss, sim) =
             vwm_loss(words, video_l1, Some(batch.clip_mask.clone())).map_err(|e| e.to_string())?;
         parts.push(("VWM_after_similarity_loss", loss));
+        metrics.extend(recall_metrics(VWM_AFTER_METRICS, sim, b));
     }
-    Ok(parts)
+    Ok(VwmOutput { parts, metrics })
+}
+
+/// What [`vwm_losses`] returns: the losses and the batch's word-to-video recall.
+pub struct VwmOutput<B: Backend> {
+    /// `VWM_<stage>_similarity_loss`.
+    pub parts: Vec<(&'static str, Tensor<B, 1>)>,
+    /// AntMMF's batch metrics `VWM_<stage>_mr`, `VWM_<stage>_r@1`, `r@5`, `r@10` (ranks of each
+    /// caption's video among the batch's videos by the VWM similarity; recalls in percent).
+    pub metrics: Vec<(&'static str, f64)>,
+}
+
+/// Metric names of the `before` stage: median rank, R@1, R@5, R@10.
+pub const VWM_BEFORE_METRICS: [&str; 4] = [
+    "VWM_before_mr",
+    "VWM_before_r@1",
+    "VWM_before_r@5",
+    "VWM_before_r@10",
+];
+/// Metric names of the `after` stage: median rank, R@1, R@5, R@10.
+pub const VWM_AFTER_METRICS: [&str; 4] = [
+    "VWM_after_mr",
+    "VWM_after_r@1",
+    "VWM_after_r@5",
+    "VWM_after_r@10",
+];
+
+/// The recall metrics of a `[b, b]` VWM similarity (caption `i` matches video `i`), named.
+fn recall_metrics<B: Backend>(
+    names: [&'static str; 4],
+    sim: Tensor<B, 2>,
+    b: usize,
+) -> Vec<(&'static str, f64)> {
+    let host: Vec<f32> = sim.into_data().iter::<f32>().collect();
+    let r = antmmf_models::univl::vwm::vwm_recall(&host, b);
+    names
+        .into_iter()
+        .zip([r.median_rank, r.r1, r.r5, r.r10])
+        .collect()
 }
 
 /// `masked_lm_text_encoder_loss`: MLM on the text encoder's output of the masked caption.

@@ -268,6 +268,9 @@ pub struct TaskForward<B: Backend> {
     pub parts: Vec<(&'static str, Tensor<B, 1>)>,
     /// Scores for evaluation: QA logits `[B, labels]`, MC-QA option scores `[B, K]`.
     pub scores: Option<Tensor<B, 2>>,
+    /// Batch metrics that are not losses (SNP-S3's `VWM_<stage>_r@1`, ...), logged beside the
+    /// losses and averaged over validation batches as AntMMF does.
+    pub metrics: Vec<(&'static str, f64)>,
 }
 
 fn err(head: TaskHead, message: impl fmt::Display) -> TaskError {
@@ -330,6 +333,7 @@ fn retrieval_losses<B: Backend>(
     text: antmmf_models::univl::TextOutput<B>,
     l2_ids: Tensor<B, 2, Int>,
     training: bool,
+    metrics: &mut Vec<(&'static str, f64)>,
 ) -> Result<
     (
         Vec<(&'static str, Tensor<B, 1>)>,
@@ -396,8 +400,10 @@ fn retrieval_losses<B: Backend>(
     }
     if let Some(vwm) = &s.snps3.vwm {
         let seq = text.sequence.clone();
-        let vwm = crate::snps3::vwm_losses(model, vwm, s.special_ids, batch, seq, video.l1.clone());
-        parts.extend(vwm.map_err(|e| err(head, e))?);
+        let vwm = crate::snps3::vwm_losses(model, vwm, s.special_ids, batch, seq, video.l1.clone())
+            .map_err(|e| err(head, e))?;
+        parts.extend(vwm.parts);
+        metrics.extend(vwm.metrics);
     }
     let mine = training
         && s.hard_example_mining
@@ -521,6 +527,7 @@ pub fn task_forward<B: Backend>(
         return Err(err(head, "empty batch"));
     }
     let device = batch.video.device();
+    let mut metrics = Vec::new();
     let (parts, scores) = match head {
         TaskHead::Retrieval => {
             let text = model.encode_text(
@@ -535,6 +542,7 @@ pub fn task_forward<B: Backend>(
                 text,
                 batch.input_ids_unmasked.clone(),
                 training,
+                &mut metrics,
             )?;
             (parts, None)
         }
@@ -565,8 +573,15 @@ pub fn task_forward<B: Backend>(
                 (text, batch.input_ids.clone(), batch.lm_label_ids.clone())
             };
             // L2, MLM and the ITM positive use the masked caption.
-            let (mut parts, cross, clip_tokens, _) =
-                retrieval_losses(model, s, batch, text, masked_ids.clone(), training)?;
+            let (mut parts, cross, clip_tokens, _) = retrieval_losses(
+                model,
+                s,
+                batch,
+                text,
+                masked_ids.clone(),
+                training,
+                &mut metrics,
+            )?;
             // The positive pairs sit at flattened positions i * B + i.
             let diag = Tensor::<B, 1, Int>::arange(0..b as i64, &device).mul_scalar(b as i64 + 1);
             let pos_text = take(cross.text, diag.clone());
@@ -690,6 +705,7 @@ pub fn task_forward<B: Backend>(
         total,
         parts,
         scores,
+        metrics,
     })
 }
 
@@ -708,7 +724,7 @@ pub struct UnivlTask<B: Backend> {
 pub struct StepOutput {
     /// Total loss.
     pub total: f64,
-    /// Named losses.
+    /// Named losses, then the batch metrics that are not losses ([`TaskForward::metrics`]).
     pub parts: Vec<(String, f64)>,
     /// Samples in the batch.
     pub batch_size: usize,
@@ -749,6 +765,7 @@ pub fn step_output<B: Backend>(fwd: &TaskForward<B>, batch_size: usize) -> StepO
             .parts
             .iter()
             .map(|(n, t)| (n.to_string(), scalar(t.clone())))
+            .chain(fwd.metrics.iter().map(|(n, v)| (n.to_string(), *v)))
             .collect(),
         batch_size,
     }
