@@ -382,3 +382,25 @@ fn pack_builds_an_lmdb_the_media_source_reads() {
     forced.push("--force");
     assert!(run(&forced).status.success());
 }
+
+#[test]
+fn a_closed_stdout_ends_the_tool_by_sigpipe_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(DATA)
+        .current_dir(root())
+        .args(["check", "--config", "configs/quickstart.yml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    // The reader goes away before the first line (as `| head -0` would).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(13), "{:?}: {stderr}", out.status);
+    }
+}

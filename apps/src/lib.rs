@@ -10,6 +10,18 @@ pub mod cli;
 pub use backend::{BackendVisitor, compiled_backends, with_backend, with_backend_checkpointing};
 pub use cli::{ACTED_ON_KEYS, CommonArgs, load_config, warn_ignored_keys};
 
+/// Lets a closed standard output (`antmmf-data check ... | head`) end the process the way Unix
+/// command-line tools end, by SIGPIPE, instead of a panic in `println!` (Rust ignores SIGPIPE by
+/// default). Called first thing by the reporting tools; not by `antmmf-train`, whose runs must
+/// not die with a reader of their output.
+pub fn exit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any thread exists; SIG_DFL is always valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// An error and its causes on one line, each cause shown once: library errors usually put their
 /// cause in their own message already, so a cause whose text is already there is not repeated.
 pub fn render_error(err: &anyhow::Error) -> String {

@@ -176,6 +176,7 @@ fn run(cli: &Cli) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    antmmf_apps::exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

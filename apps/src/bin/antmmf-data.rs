@@ -221,6 +221,7 @@ struct SynthArgs {
 }
 
 fn main() -> ExitCode {
+    antmmf_apps::exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Synth(args) => run_synth(&args).map(|()| ExitCode::SUCCESS),

@@ -56,6 +56,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    antmmf_apps::exit_quietly_on_closed_pipe();
     let mut cli = Cli::parse();
     match lift_eval_flags(&mut cli)
         .and_then(|_| cli.common.lift_trailing_flags())

@@ -48,6 +48,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    antmmf_apps::exit_quietly_on_closed_pipe();
     let mut cli = Cli::parse();
     match cli.common.lift_trailing_flags().and_then(|_| run(&cli)) {
         Ok(code) => code,

@@ -60,6 +60,7 @@ struct Validation {
 }
 
 fn main() -> ExitCode {
+    antmmf_apps::exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
