@@ -1082,6 +1082,20 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
     if plan.run_type.train {
         let ds = plan.dataset(Split::Train)?;
         model.settings.special_ids = special_ids(ds.caption_processor().tokenizer());
+        // Token ids index the word embeddings: a vocabulary larger than the table would read
+        // past it (a panic on the CPU backends, garbage on the GPU ones).
+        let vocab = ds.caption_processor().tokenizer().vocab_size();
+        let rows = model.univl.bert.embeddings.word_embeddings.weight.dims()[0];
+        if vocab > rows {
+            return Err(invalid(
+                "model_attributes.univl.text_encoder.params.vocab_size",
+                format!(
+                    "the text encoder has {rows} word embeddings but the caption processor's \
+                     vocabulary has {vocab} tokens: set vocab_size to at least {vocab} (or use \
+                     the vocabulary the weights were trained with)"
+                ),
+            ));
+        }
         let loader = DeterministicLoader::<B>::new(
             Arc::new(ds),
             LoaderConfig::train(
