@@ -57,7 +57,8 @@ fn host(t: Tensor<impl Backend, 2>) -> Vec<f32> {
 fn univl_on_wgpu_matches_flex_and_trains() {
     let cpu = Default::default();
     let gpu = WgpuDevice::default();
-    let config = UnivlConfig::small(32, 2, 4, 100).with_moco_queues(None);
+    // The vocabulary covers BERT's special ids ([SEP] = 102 closes the cross-encoder input).
+    let config = UnivlConfig::small(32, 2, 4, 128).with_moco_queues(None);
     let flex: Univl<Flex> = config.init(&cpu).unwrap();
     let bytes = BinBytesRecorder::<FullPrecisionSettings>::default()
         .record(flex.clone().into_record(), ())
@@ -97,7 +98,9 @@ fn univl_on_wgpu_matches_flex_and_trains() {
         );
     }
 
-    // A few retrieval steps on Autodiff<Wgpu>: the loss falls.
+    // A few retrieval steps on Autodiff<Wgpu> on one batch: the loss falls. Dropout makes single
+    // steps noisy, so the mean of the last two steps is compared with the mean of the first two
+    // (on flex, lr 1e-2 lowers it by 0.07 to 0.14 for seeds 0 to 3).
     type Ad = Autodiff<Wgpu>;
     let record = BinBytesRecorder::<FullPrecisionSettings>::default()
         .load(
@@ -117,15 +120,15 @@ fn univl_on_wgpu_matches_flex_and_trains() {
     let mut optim = AdamWConfig::new().init::<Ad, UnivlTask<Ad>>();
     let b = batch::<Ad>(&gpu, &video, &ids);
     let mut losses = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..6 {
         let fwd = task_forward(&task.univl, &task.settings, &b, true).unwrap();
         losses.push(fwd.total.clone().into_scalar());
         let grads = GradientsParams::from_grads(fwd.total.backward(), &task);
-        task = optim.step(1e-3, task, grads);
+        task = optim.step(1e-2, task, grads);
     }
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
     assert!(
-        losses[3] < losses[0],
+        losses[4] + losses[5] < losses[0] + losses[1],
         "loss should fall on wgpu: {losses:?}"
     );
 }
