@@ -3,7 +3,8 @@
 //! backward pass, gives the same loss and the same gradients as `Autodiff<Flex>`, dropout and
 //! the task's random masking included.
 
-use antmmf_core::{Config, ConfigSources};
+mod common;
+
 use antmmf_data::dataset_config::Split;
 use antmmf_data::loader::{DeterministicLoader, LoaderConfig};
 use antmmf_tasks::run::{RunPlan, build_model};
@@ -14,49 +15,20 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 type Plain = Autodiff<Flex>;
 type Checkpointed = Autodiff<Flex, BalancedCheckpointing>;
 
-/// The synthetic retrieval config on the embedded set, with `gradient_checkpointing` on every
-/// Swin stage and dropout on.
+/// The synthetic retrieval config with `gradient_checkpointing` on every Swin stage (dropout on).
 fn plan(save: &Path) -> RunPlan {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dataset = "task_attributes.univl_task.dataset_attributes.synthetic";
-    let vocab = std::env::var_os("ANTMMF_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("assets"))
-        .join("minilm/vocab.txt");
-    assert!(
-        vocab.is_file(),
-        "missing {}: run scripts/setup.sh",
-        vocab.display()
-    );
-    let overrides = [
-        format!("{dataset}.data_root_dir"),
-        root.join("data/sample/synth").display().to_string(),
-        format!("{dataset}.processors.caption_processor.params.tokenizer_config.params.vocab_path"),
-        vocab.display().to_string(),
-        "training_parameters.save_dir".into(),
-        save.display().to_string(),
-    ];
-    // A key the config file does not set goes through a config_override file (a `key value`
-    // override must name a key the config has).
-    let extra = save.join("checkpointing.yml");
-    std::fs::write(
-        &extra,
-        "model_attributes:\n  univl:\n    image_encoder:\n      params:\n        gradient_checkpointing: [true, true]\n",
+    common::synthetic_retrieval(
+        save,
+        Some(
+            "model_attributes:\n  univl:\n    image_encoder:\n      params:\n        gradient_checkpointing: [true, true]\n",
+        ),
     )
-    .unwrap();
-    let config = Config::load(&ConfigSources {
-        config: Some(root.join("configs/synthetic/retrieval.yml")),
-        config_override: Some(extra),
-        overrides: overrides.to_vec(),
-    })
-    .unwrap();
-    RunPlan::from_config(&config).unwrap()
 }
 
 /// The loss of one training forward of `weights` (the model's record) on the first training

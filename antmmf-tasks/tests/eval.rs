@@ -2,6 +2,8 @@
 //! checkpoint comes from, the embedding files `antmmf-extract` writes) and the split of
 //! retrieval's L2 pair list across devices.
 
+mod common;
+
 use antmmf_core::{Config, ConfigSources};
 use antmmf_data::dataset_config::Split;
 use antmmf_tasks::eval::{
@@ -113,41 +115,11 @@ fn embeddings_files_by_extension() {
     assert!(write_embeddings(&dir.path().join("v.bin"), &e).is_err());
 }
 
-/// The embedded synthetic retrieval set (`data/sample/synth`) under `configs/synthetic`.
-fn synthetic_retrieval(save: &Path) -> RunPlan {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dataset = "task_attributes.univl_task.dataset_attributes.synthetic";
-    let vocab = std::env::var_os("ANTMMF_ASSETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("assets"))
-        .join("minilm/vocab.txt");
-    assert!(
-        vocab.is_file(),
-        "missing {}: run scripts/setup.sh",
-        vocab.display()
-    );
-    let overrides = [
-        format!("{dataset}.data_root_dir"),
-        root.join("data/sample/synth").display().to_string(),
-        format!("{dataset}.processors.caption_processor.params.tokenizer_config.params.vocab_path"),
-        vocab.display().to_string(),
-        "training_parameters.save_dir".into(),
-        save.display().to_string(),
-    ];
-    let config = Config::load(&ConfigSources {
-        config: Some(root.join("configs/synthetic/retrieval.yml")),
-        config_override: None,
-        overrides: overrides.to_vec(),
-    })
-    .unwrap();
-    RunPlan::from_config(&config).unwrap()
-}
-
 #[test]
 fn l2_pairs_split_across_devices_gather_to_the_single_device_result() {
     use burn::backend::{Flex, flex::FlexDevice};
     let tmp = tempfile::tempdir().unwrap();
-    let plan = synthetic_retrieval(tmp.path());
+    let plan = common::synthetic_retrieval(tmp.path(), None);
     // The training split holds 16 videos (one caption drawn per video): every pair is 256 pairs,
     // four cross-encoder passes, so three devices get two, two and no passes.
     let eval = |devices: &[FlexDevice], out: &str| {
