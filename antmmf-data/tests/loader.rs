@@ -488,7 +488,7 @@ impl SampleSource for Fake {
             panic!("fake failure at {index}");
         }
         if Some(index) == self.stuck_at {
-            std::thread::sleep(Duration::from_secs(2));
+            std::thread::sleep(Duration::from_secs(8));
         }
         std::thread::sleep(self.delay);
         let r: f32 = rng.random();
@@ -603,7 +603,9 @@ fn panics_and_stuck_samples_are_skipped_not_propagated() {
         ..Fake::default()
     });
     let mut c = LoaderConfig::eval(3, 2, 0);
-    c.sample_timeout = Duration::from_millis(300);
+    // Far above a panicking sample's cost even on a loaded 2-core machine (a captured
+    // backtrace took over 300 ms there), far below the stuck sample's 8 s.
+    c.sample_timeout = Duration::from_secs(2);
     let l = loader(source, c);
     let idx: Vec<Vec<usize>> = l.iter().map(|b| b.indices).collect();
     assert_eq!(idx, vec![vec![0, 1, 2], vec![4], vec![6, 7, 8]]);
