@@ -688,6 +688,29 @@ fn loaded_as(loaded: &HashSet<&str>, path: &str) -> Option<String> {
         .find(|alt| loaded.contains(alt.as_str()))
 }
 
+/// One mapping entry's result: the parameters it `copied` (sorted, each once), with the warning
+/// (plus `hint`) when it copied nothing.
+fn mapping_copies(
+    from: &str,
+    to: &str,
+    mut copied: Vec<String>,
+    path: &Path,
+    entry: &[String],
+    hint: &str,
+    warnings: &mut Vec<String>,
+) -> MappingCopies {
+    copied.sort();
+    copied.dedup();
+    if copied.is_empty() {
+        warnings.push(nothing_copied(from, to, path, entry, hint));
+    }
+    MappingCopies {
+        from: from.to_string(),
+        to: to.to_string(),
+        copied,
+    }
+}
+
 /// The warning for a mapping entry that copied nothing.
 fn nothing_copied(from: &str, to: &str, path: &Path, mapped: &[String], hint: &str) -> String {
     let why = match mapped.first() {
@@ -741,21 +764,20 @@ fn load_foreign<B: Backend>(
         let module_paths = keys
             .translate(entry.iter().map(String::as_str))
             .map_err(UnivlError::from)?;
-        let mut copied: Vec<String> = module_paths
+        let copied: Vec<String> = module_paths
             .iter()
             .flatten()
             .filter_map(|p| loaded_as(&loaded, p))
             .collect();
-        copied.sort();
-        copied.dedup();
-        if copied.is_empty() {
-            warnings.push(nothing_copied(from, to, &file_path, entry, ""));
-        }
-        mapped.push(MappingCopies {
-            from: from.clone(),
-            to: to.clone(),
+        mapped.push(mapping_copies(
+            from,
+            to,
             copied,
-        });
+            &file_path,
+            entry,
+            "",
+            &mut warnings,
+        ));
     }
     Ok((
         model,
@@ -938,24 +960,23 @@ fn load_native_by_name<B: Backend>(
     let applied: HashSet<&str> = copied.applied.iter().map(String::as_str).collect();
     let mut mapped = Vec::with_capacity(mapping.len());
     for ((from, to), entry) in mapping.iter().zip(&targets) {
-        let mut copied: Vec<String> = entry
+        let copied: Vec<String> = entry
             .iter()
             .filter(|t| applied.contains(t.as_str()))
             .cloned()
             .collect();
-        copied.sort();
-        copied.dedup();
-        if copied.is_empty() {
-            let hint = " (antmmf-rs checkpoints name tensors by module path, e.g. \
-                        `bert.encoder.layer.0.attention.query.weight`, and tensors of the same \
-                        path already load by name)";
-            warnings.push(nothing_copied(from, to, path, entry, hint));
-        }
-        mapped.push(MappingCopies {
-            from: from.clone(),
-            to: to.clone(),
+        let hint = " (antmmf-rs checkpoints name tensors by module path, e.g. \
+                    `bert.encoder.layer.0.attention.query.weight`, and tensors of the same \
+                    path already load by name)";
+        mapped.push(mapping_copies(
+            from,
+            to,
             copied,
-        });
+            path,
+            entry,
+            hint,
+            &mut warnings,
+        ));
     }
     Ok((
         model,
