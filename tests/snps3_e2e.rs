@@ -6,34 +6,18 @@
 //! One run of 24 iterations (6 epochs of the 16 sample captions, batches of 4), logged as three
 //! 8-iteration means: about 60 s of wall time on 2 busy cores (2.5 s per iteration at load 5).
 
+mod common;
+
+use common::{assert_success, run_dir};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const TRAIN: &str = env!("CARGO_BIN_EXE_antmmf-train");
 const DATA: &str = env!("CARGO_BIN_EXE_antmmf-data");
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Asserts a zero exit status, showing the end of stderr otherwise.
-fn assert_success(o: &Output, what: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    let lines: Vec<&str> = err.lines().collect();
-    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-    assert!(o.status.success(), "{what}: {}\n{tail}", o.status);
-}
-
-/// The one run directory a run created under `save_dir`.
-fn run_dir(save_dir: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(save_dir)
-        .expect("save_dir exists")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "one run directory in {save_dir:?}: {dirs:?}");
-    dirs.into_iter().next().unwrap_or_default()
 }
 
 /// The losses of the sample SNP-S3 pretraining that the test follows.

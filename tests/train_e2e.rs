@@ -9,6 +9,9 @@
 //! cores shared with builds (load average 10 to 14); by its CPU time, under a minute on 2 idle
 //! cores. The quickstart-and-resume test is the longest (40 quickstart iterations, three runs).
 
+mod common;
+
+use common::{assert_success, run_dir};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,32 +35,6 @@ fn train(config: &str, save_dir: &Path, overrides: &[&str]) -> Output {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a zero exit status, showing the end of stderr otherwise.
-fn assert_success(o: &Output, what: &str) {
-    let err = stderr(o);
-    let tail: String = err
-        .lines()
-        .rev()
-        .take(30)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(o.status.success(), "{what}: {}\n{tail}", o.status);
-}
-
-/// The one run directory (`<task>_<model>[_<seed>]`) a run created under `save_dir`.
-fn run_dir(save_dir: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(save_dir)
-        .expect("save_dir exists")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "one run directory in {save_dir:?}: {dirs:?}");
-    dirs.into_iter().next().unwrap_or_default()
 }
 
 fn read_json(path: &Path) -> Value {
