@@ -13,7 +13,7 @@
 # entries to fuzz/corpus-run/<target> (ignored); the seeds in fuzz/corpus/<target> are read only.
 # A crash leaves its input in fuzz/artifacts/<target>/: reproduce with
 #   cargo +nightly fuzz run <target> fuzz/artifacts/<target>/crash-...
-# and keep it as a regression test in the crate concerned (antmmf-core/tests/fuzz_regressions.rs,
+# and keep it as a regression test in the crate concerned (a unit test of antmmf-core,
 # antmmf-data/tests/fuzz_regressions.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."

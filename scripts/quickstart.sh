@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+# A one-shot build: incremental caches would only fill the disk (GBs for Burn's generic code).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 exec cargo run --locked -p antmmf-apps --bin antmmf-train -- \
   --config configs/quickstart.yml --backend flex "$@"

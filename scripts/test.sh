@@ -5,7 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+# A one-shot build: incremental caches would only fill the disk (GBs for Burn's generic code).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+extra=()
 if [ "${1:-}" = "--ignored" ]; then
-  exec cargo test --workspace --locked -- --include-ignored
+  extra=(--include-ignored)
 fi
-exec cargo test --workspace --locked
+cargo test --workspace --locked --exclude antmmf-tasks -- "${extra[@]}"
+# antmmf-tasks' tests seed Burn's process-wide RNG and compare runs (resume, devices,
+# checkpointing): one test at a time, so no other test draws from it in between.
+cargo test --locked -p antmmf-tasks -- --test-threads=1 "${extra[@]}"

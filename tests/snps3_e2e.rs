@@ -6,7 +6,7 @@
 //! One run of 24 iterations (6 epochs of the 16 sample captions, batches of 4), logged as three
 //! 8-iteration means: about 60 s of wall time on 2 busy cores (2.5 s per iteration at load 5).
 
-mod common;
+use crate::common;
 
 use common::{assert_success, run_dir};
 use serde_json::Value;

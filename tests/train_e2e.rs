@@ -9,7 +9,7 @@
 //! cores shared with builds (load average 10 to 14); by its CPU time, under a minute on 2 idle
 //! cores. The quickstart-and-resume test is the longest (40 quickstart iterations, three runs).
 
-mod common;
+use crate::common;
 
 use common::{assert_success, run_dir};
 use serde_json::Value;

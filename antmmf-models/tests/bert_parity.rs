@@ -1,6 +1,6 @@
 //! BERT parity with transformers 5.24 (fixtures/README.md sections 4 and 8).
 
-mod import_support;
+use crate::import_support;
 
 use antmmf_models::bert::{BertConfig, BertForPreTraining};
 use antmmf_models::import::{KeyMap, LoadOptions, WeightFile};

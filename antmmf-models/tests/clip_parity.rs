@@ -1,7 +1,7 @@
 //! CLIP parity with transformers 5.24 `CLIPVisionModel` / `CLIPTextModel` (fixtures/README.md
 //! section 2).
 
-mod import_support;
+use crate::import_support;
 
 use antmmf_models::clip::{ClipTextConfig, ClipVisionConfig};
 use antmmf_models::import::{KeyMap, LoadOptions, WeightFile};

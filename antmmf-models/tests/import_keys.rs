@@ -1,7 +1,7 @@
 //! Weight import: checkpoint layouts (AntMMF `model` entry, DDP `module.` prefixes, old
 //! `gamma`/`beta` names, `bert.`/`vision_model.` prefixes), PyTorch pickles and the error paths.
 
-mod import_support;
+use crate::import_support;
 
 use std::path::{Path, PathBuf};
 

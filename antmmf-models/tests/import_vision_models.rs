@@ -2,7 +2,7 @@
 //! (fixtures/README.md section 9), PVT v2 and ResNet (no PyTorch fixtures yet: structure and
 //! weight-import round trips only). One test binary for all three keeps link time down.
 
-mod import_support;
+use crate::import_support;
 
 use antmmf_models::efficientnet::EfficientNetLiteConfig;
 use antmmf_models::import::{KeyMap, LoadOptions, WeightFile};

@@ -3,7 +3,7 @@
 //! [`KeyMap::hf_pvt_v2`], and torchvision's ResNet-50 code (at 1/8 width) through
 //! [`KeyMap::torchvision_resnet`]. Every stage output the fixtures store, atol 1e-4, rtol 1e-4.
 
-mod import_support;
+use crate::import_support;
 
 use antmmf_models::import::{KeyMap, LoadOptions, WeightFile};
 use antmmf_models::pvt_v2::{PvtV2, PvtV2Config};

@@ -2,7 +2,7 @@
 //! inputs, tied MLM decoder, MoCo momentum and queues, gradient flow, record round trip, and the
 //! real all-MiniLM-L6-v2 loaded as the text encoder (fixtures/README.md section 8).
 
-mod import_support;
+use crate::import_support;
 
 use antmmf_core::{Config, ConfigSources};
 use antmmf_models::import::WeightFile;

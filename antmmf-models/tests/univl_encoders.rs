@@ -5,7 +5,7 @@
 //! `model_path` (real EfficientNet-Lite0 weights, whai362 and transformers PVT layouts), config
 //! errors naming the key, and the ported `configs/**/*pvt*.yml`.
 
-mod import_support;
+use crate::import_support;
 
 use std::path::{Path, PathBuf};
 

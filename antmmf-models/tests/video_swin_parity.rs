@@ -1,6 +1,6 @@
 //! Video Swin parity with torchvision 0.29 `SwinTransformer3d` (fixtures/README.md section 1).
 
-mod import_support;
+use crate::import_support;
 
 use antmmf_models::import::{KeyMap, LoadOptions, WeightFile};
 use antmmf_models::video_swin::{VideoSwin, VideoSwinConfig};

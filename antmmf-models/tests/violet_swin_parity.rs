@@ -3,7 +3,7 @@
 //! padding) against [`VideoSwinConfig::violet`]'s `temporal_stride_one`. Every stored stage,
 //! atol 1e-4, rtol 1e-4.
 
-mod import_support;
+use crate::import_support;
 
 use antmmf_models::import::{KeyMap, LoadOptions, WeightFile};
 use antmmf_models::video_swin::{VideoSwin, VideoSwinConfig};

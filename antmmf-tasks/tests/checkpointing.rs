@@ -3,7 +3,7 @@
 //! backward pass, gives the same loss and the same gradients as `Autodiff<Flex>`, dropout and
 //! the task's random masking included.
 
-mod common;
+use crate::common;
 
 use antmmf_data::dataset_config::Split;
 use antmmf_data::loader::{DeterministicLoader, LoaderConfig};

@@ -2,7 +2,7 @@
 //! checkpoint comes from, the embedding files `antmmf-extract` writes) and the split of
 //! retrieval's L2 pair list across devices.
 
-mod common;
+use crate::common;
 
 use antmmf_core::{Config, ConfigSources};
 use antmmf_data::dataset_config::Split;

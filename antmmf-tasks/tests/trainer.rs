@@ -800,13 +800,23 @@ fn plain_progress_child() {
     }
 }
 
+/// The libtest name of `plain_progress_child` (its module path without the crate's name).
+fn child_test_name() -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
+    if module.is_empty() {
+        "plain_progress_child".to_string()
+    } else {
+        format!("{module}::plain_progress_child")
+    }
+}
+
 #[test]
 fn plain_progress_is_one_log_line_per_interval() {
     let child = |setting: Option<&str>| {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
         cmd.args([
-            "plain_progress_child",
+            child_test_name().as_str(),
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -915,7 +925,7 @@ fn tui_child(iterations: u64, keys: Keys) -> (Option<i32>, String, bool) {
     let stdio = || std::process::Stdio::from(unsafe { OwnedFd::from_raw_fd(libc::dup(slave)) });
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
     cmd.args([
-        "plain_progress_child",
+        child_test_name().as_str(),
         "--exact",
         "--nocapture",
         "--test-threads=1",

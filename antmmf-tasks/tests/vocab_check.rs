@@ -2,7 +2,7 @@
 //! naming the key, before any step (token ids would index past the table: a panic on the CPU
 //! backends, silent garbage on the GPU ones).
 
-mod common;
+use crate::common;
 
 use antmmf_tasks::run::run;
 use burn::backend::{Autodiff, Flex};
