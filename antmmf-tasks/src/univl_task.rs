@@ -81,6 +81,10 @@ pub struct TaskSettings {
     pub with_moco: bool,
     /// MoCo temperature `T`.
     pub moco_temperature: f64,
+    /// Temperature of the in-batch L1 MIL-NCE (`l1_temperature`, an antmmf-rs key): logits are
+    /// `similarity / t`. 1 (the default) is AntMMF's loss on raw cosine similarities.
+    #[serde(default = "one")]
+    pub l1_temperature: f64,
     /// Multi-label classification (BCE) instead of single-label (CE).
     pub multi_label: bool,
     /// Pretraining: probability per step of attention-guided masking instead of the caption
@@ -95,6 +99,11 @@ pub struct TaskSettings {
     /// SNP-S3's vision-word matching and text-encoder MLM ([`crate::snps3`]).
     #[serde(default)]
     pub snps3: crate::snps3::Snps3Settings,
+}
+
+/// The default L1 temperature (AntMMF's loss: no scaling).
+fn one() -> f64 {
+    1.0
 }
 
 /// Special token ids of the caption vocabulary (bert-base-uncased and bert-base-chinese share
@@ -128,6 +137,7 @@ impl Default for TaskSettings {
             re_weight_method: None,
             with_moco: false,
             moco_temperature: 0.05,
+            l1_temperature: 1.0,
             multi_label: false,
             attentive_mask_prob: 0.5,
             special_ids: SpecialIds::default(),
@@ -395,7 +405,12 @@ fn retrieval_losses<B: Backend>(
                 .map_err(|e| err(head, e))?;
         }
     } else {
-        let loss = l1_mil_nce_loss(clip_sim).map_err(|e| err(head, e))?;
+        let logits = if s.l1_temperature == 1.0 {
+            clip_sim
+        } else {
+            clip_sim.div_scalar(s.l1_temperature)
+        };
+        let loss = l1_mil_nce_loss(logits).map_err(|e| err(head, e))?;
         parts.push(("level1_similarity_loss", loss));
     }
     if let Some(vwm) = &s.snps3.vwm {
