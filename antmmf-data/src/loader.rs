@@ -6,7 +6,8 @@
 //! - Order: shuffled loaders permute the items with ChaCha8 keyed by `(seed, epoch)`; others are
 //!   sequential (file order). With [`DeterministicLoader::with_shard`], rank `r` of `w` takes
 //!   positions `r, r + w, r + 2w, ...` of that order (every item exactly once per epoch across
-//!   ranks; rank lengths differ by at most one).
+//!   ranks; rank lengths differ by at most one). Training loaders (`drop_last`) give every rank
+//!   the same number of batches, as data-parallel training needs.
 //! - Batches are consecutive runs of `batch_size` positions. Batch `k` of epoch `e` carries
 //!   [`VideoTextBatch::iteration`] `e * batches_per_epoch + k + 1`, also after a resume. A shuffled (training) loader drops
 //!   the last partial batch by default (`drop_last`: in-batch negatives of the contrastive losses
@@ -304,14 +305,14 @@ impl<B: Backend> DeterministicLoader<B> {
         (n + self.world_size - 1 - self.rank) / self.world_size
     }
 
-    /// Batches per epoch (for this shard).
+    /// Batches per epoch (for this shard). With `drop_last` every rank gets the same count (the
+    /// smallest shard's), so data-parallel ranks take the same number of steps.
     pub fn batches_per_epoch(&self) -> usize {
-        let n = self.items_per_epoch();
         let bs = self.config.batch_size;
         if self.config.drop_last {
-            n / bs
+            (self.range.len() / self.world_size) / bs
         } else {
-            n.div_ceil(bs)
+            self.items_per_epoch().div_ceil(bs)
         }
     }
 

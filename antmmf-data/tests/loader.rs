@@ -571,6 +571,30 @@ fn shards_cover_every_item_once_per_epoch() {
 }
 
 #[test]
+fn training_shards_take_the_same_number_of_disjoint_batches() {
+    for world in 1..=4 {
+        let shards: Vec<Vec<Vec<usize>>> = (0..world)
+            .map(|rank| {
+                let l = loader(fake(23), LoaderConfig::train(2, 0, 5))
+                    .with_shard(rank, world)
+                    .expect("shard");
+                l.iter_from(1, 0).map(|b| b.indices).collect()
+            })
+            .collect();
+        let expected = 23 / world / 2;
+        for (rank, batches) in shards.iter().enumerate() {
+            assert_eq!(batches.len(), expected, "rank {rank} of {world}");
+            assert!(batches.iter().all(|b| b.len() == 2));
+        }
+        let mut all: Vec<usize> = shards.into_iter().flatten().flatten().collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "world {world}: an item in two shards");
+    }
+}
+
+#[test]
 fn iter_advances_epochs_like_iter_from() {
     let l = loader(fake(10), LoaderConfig::train(4, 2, 1));
     let a: Vec<Host> = l.iter().map(|b| host(&b)).collect();
