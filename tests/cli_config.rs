@@ -496,3 +496,33 @@ fn missing_resume_file_is_an_error_naming_the_key() {
         stderr(&o)
     );
 }
+
+/// `antmmf-train` arguments for `configs/synthetic/retrieval.yml` on the embedded synthetic set,
+/// writing into `save`.
+fn synthetic_retrieval(save: &str) -> [&str; 6] {
+    [
+        "--config",
+        "configs/synthetic/retrieval.yml",
+        "task_attributes.univl_task.dataset_attributes.synthetic.data_root_dir",
+        "data/sample/synth",
+        "training_parameters.save_dir",
+        save,
+    ]
+}
+
+#[test]
+fn l1_temperature_must_be_positive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let save = tmp.path().display().to_string();
+    for bad in ["0", "-0.1", "warm"] {
+        let mut args = synthetic_retrieval(&save).to_vec();
+        args.extend(["model_attributes.univl.l1_temperature", bad]);
+        let o = run(TRAIN, &args);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("model_attributes.univl.l1_temperature: must be a number > 0"),
+            "{bad}: {}",
+            stderr(&o)
+        );
+    }
+}

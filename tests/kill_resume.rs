@@ -12,6 +12,7 @@
 //! width 64), 6 iterations, a snapshot with validation every 2, one data-loading thread.
 //! Measured on 2 shared cores: about 1 minute.
 
+use crate::common::weights;
 use antmmf_core::checkpoint::Checkpoint;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -201,32 +202,6 @@ fn snapshots(run: &Path) -> Vec<u64> {
         .unwrap_or_default();
     its.sort_unstable();
     its
-}
-
-/// The weights of a `model` section, with Burn's parameter ids blanked out. A model record stores
-/// each parameter's `ParamId` next to its tensor, and Burn draws those ids at random in every
-/// process: two runs with identical weights write different bytes there (a resumed run keeps the
-/// ids of the checkpoint it loads). The ids are serialized as a 13-byte length prefix then 13
-/// base-36 characters; everything else (tensor bytes, shapes, dtypes) is compared bit for bit.
-fn weights(section: &[u8]) -> Vec<u8> {
-    let mut out = section.to_vec();
-    let mut ids = 0;
-    let mut i = 0;
-    while i + 14 <= out.len() {
-        if out[i] == 13
-            && out[i + 1..i + 14]
-                .iter()
-                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-        {
-            out[i + 1..i + 14].fill(b'_');
-            ids += 1;
-            i += 14;
-        } else {
-            i += 1;
-        }
-    }
-    assert!(ids > 10, "parameter ids found in the model record: {ids}");
-    out
 }
 
 /// What a finished run must reproduce bit for bit.

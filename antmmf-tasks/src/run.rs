@@ -89,6 +89,7 @@ pub const ACTED_ON_KEYS: &[&str] = &[
     "model_attributes.univl.K",
     "model_attributes.univl.M",
     "model_attributes.univl.T",
+    "model_attributes.univl.l1_temperature",
     "model_attributes.univl.hard_example_mining",
     "model_attributes.univl.re_sample_method",
     "model_attributes.univl.re_weight_method",
@@ -202,6 +203,12 @@ impl RunPlan {
     pub fn from_config(config: &Config) -> Result<Self, RunError> {
         let training = config.training_parameters()?;
         config.optimizer_attributes()?;
+        if training.enable_amp {
+            log::warn!(
+                "training_parameters.enable_amp: mixed precision is not available in this build \
+                 (Burn 0.21 has no autocast or loss scaling); training runs in f32"
+            );
+        }
         let run_type = training.run_type()?;
         let head_name = config
             .get("model_attributes.univl.training_head_type")
@@ -273,6 +280,18 @@ impl RunPlan {
             with_moco: matches!(head, TaskHead::Pretrain | TaskHead::Retrieval)
                 && univl("with_moco").and_then(|v| v.as_bool()).unwrap_or(true),
             moco_temperature: univl("T").and_then(|v| v.as_f64()).unwrap_or(0.05),
+            l1_temperature: match univl("l1_temperature") {
+                None | Some(Value::Null) => 1.0,
+                Some(v) => v
+                    .as_f64()
+                    .filter(|t| t.is_finite() && *t > 0.0)
+                    .ok_or_else(|| {
+                        invalid(
+                            "model_attributes.univl.l1_temperature",
+                            format!("must be a number > 0, got {v:?}"),
+                        )
+                    })?,
+            },
             multi_label: false,
             snps3: crate::snps3::Snps3Settings::from_config(
                 config,
