@@ -53,6 +53,9 @@ enum What {
     /// Global retrieval metrics (t2v and v2t ranks, R@1/5/10, median and mean rank) of a random
     /// N x N score matrix, to set next to benches/reference/recall_numpy.py.
     Recall(recall::RecallArgs),
+    /// One UniVL training step (forward, backward, AdamW) of a config's model on its first
+    /// training batch, to set next to benches/reference/univl_step_torch.py.
+    TrainStep(train_step::TrainStepArgs),
 }
 
 struct BackendBench {
@@ -167,6 +170,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         What::Encoders(args) => encoders::run(&args),
+        What::TrainStep(args) => train_step::run(&args),
         What::Decode(args) => decode::run(&args),
     }
 }
@@ -488,5 +492,136 @@ mod recall {
             );
         }
         Ok(())
+    }
+}
+
+// ---- `antmmf-bench train-step`: the time of one training step of a config's UniVL model (the
+// train loop's own step: task forward and losses, backward, AdamW with clipping), on one batch
+// built by the real data path and reused, the numbers behind docs/BENCHMARKS.md "Training step".
+mod train_step {
+    use antmmf_apps::{BackendVisitor, with_backend};
+    use antmmf_core::backend::BackendKind;
+    use antmmf_core::{Config, ConfigSources};
+    use antmmf_data::dataset_config::Split;
+    use antmmf_data::loader::{DeterministicLoader, LoaderConfig};
+    use antmmf_tasks::optim::AntmmfOptimizer;
+    use antmmf_tasks::run::{RunPlan, build_model};
+    use burn::module::Module;
+    use burn::optim::Optimizer;
+    use burn::tensor::backend::AutodiffBackend;
+    use burn::train::TrainStep;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// What to time.
+    #[derive(Debug, clap::Args)]
+    pub struct TrainStepArgs {
+        /// The model, data and optimizer config.
+        #[arg(long, default_value = "configs/bench/univl_small.yml")]
+        pub config: PathBuf,
+        /// Backend: flex, ndarray, wgpu or cuda (compiled in).
+        #[arg(long, default_value = "flex")]
+        pub backend: String,
+        /// Timed steps.
+        #[arg(long, default_value_t = 5)]
+        pub iters: usize,
+        /// Untimed warm-up steps first.
+        #[arg(long, default_value_t = 1)]
+        pub warmup: usize,
+        /// `key value` config overrides.
+        #[arg(value_name = "KEY VALUE", allow_hyphen_values = true, num_args = 0..)]
+        pub overrides: Vec<String>,
+    }
+
+    pub fn run(a: &TrainStepArgs) -> anyhow::Result<()> {
+        let config = Config::load(&ConfigSources {
+            config: Some(a.config.clone()),
+            config_override: None,
+            overrides: a.overrides.clone(),
+        })?;
+        let plan = RunPlan::from_config(&config)?;
+        let kind: BackendKind = a.backend.parse()?;
+        with_backend(kind, &[], Step { plan: &plan, a })?
+    }
+
+    struct Step<'a> {
+        plan: &'a RunPlan,
+        a: &'a TrainStepArgs,
+    }
+
+    impl BackendVisitor for Step<'_> {
+        type Output = anyhow::Result<()>;
+
+        fn visit<B: AutodiffBackend>(
+            self,
+            kind: BackendKind,
+            devices: Vec<B::Device>,
+        ) -> Self::Output {
+            let (plan, a) = (self.plan, self.a);
+            let device = devices[0].clone();
+            let mut model = build_model::<B>(plan, &device)?;
+            let params = model.num_params();
+            let t = &plan.training;
+            let loader = DeterministicLoader::<B>::new(
+                Arc::new(plan.dataset(Split::Train)?),
+                LoaderConfig::train(t.batch_size as usize, 0, plan.seed),
+                device.clone(),
+            )?;
+            let batch = loader
+                .iter_from(0, 0)
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("the training split gives no batch"))?;
+            let shape = batch.video.dims();
+            let text = batch.input_ids.dims();
+            let mut optim = AntmmfOptimizer::new(&plan.optimizer_config()?, &model);
+            let lr = plan.config.optimizer_attributes()?.params.lr;
+            let mut times = Vec::new();
+            let mut loss = f64::NAN;
+            for i in 0..a.warmup + a.iters.max(1) {
+                let started = Instant::now();
+                let out = model.step(batch.clone());
+                loss = out.item.total;
+                model = optim.step(lr, model, out.grads);
+                // A host read of an updated weight: the step is done, also on lazy backends.
+                let probe = model.univl.bert.embeddings.word_embeddings.weight.val();
+                let _ = probe.slice([0..1, 0..1]).into_data();
+                if i >= a.warmup {
+                    times.push(started.elapsed().as_secs_f64());
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            let threads = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            println!(
+                "# {kind}, {}: video {shape:?}, text {text:?}, {:.1} M parameters; median (min) of \
+                 {} steps after {} warm-up; {threads} CPU threads; peak RSS {}",
+                a.config.display(),
+                params as f64 / 1e6,
+                times.len(),
+                a.warmup,
+                peak_rss()
+            );
+            println!(
+                "| backend | s / step | steps/s | last loss |\n|---|---|---|---|\n| {kind} | {:.3} ({:.3}) | {:.2} | {loss:.4} |",
+                times[times.len() / 2],
+                times[0],
+                1.0 / times[times.len() / 2]
+            );
+            Ok(())
+        }
+    }
+
+    /// The process's peak resident memory (`VmHWM` on Linux).
+    fn peak_rss() -> String {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .map(|l| l["VmHWM:".len()..].trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into())
     }
 }
