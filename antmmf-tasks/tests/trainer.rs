@@ -800,29 +800,27 @@ fn plain_progress_child() {
     }
 }
 
-/// The libtest name of `plain_progress_child` (its module path without the crate's name).
-fn child_test_name() -> String {
+/// This test binary re-run as `plain_progress_child` alone (its libtest name is its module path
+/// without the crate's name), writing into `dir`.
+fn child_command(dir: &std::path::Path) -> std::process::Command {
     let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
-    if module.is_empty() {
+    let name = if module.is_empty() {
         "plain_progress_child".to_string()
     } else {
         format!("{module}::plain_progress_child")
-    }
+    };
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, dir);
+    cmd
 }
 
 #[test]
 fn plain_progress_is_one_log_line_per_interval() {
     let child = |setting: Option<&str>| {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            child_test_name().as_str(),
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR, dir.path())
-        .stdin(std::process::Stdio::null());
+        let mut cmd = child_command(dir.path());
+        cmd.stdin(std::process::Stdio::null());
         match setting {
             Some(v) => cmd.env(PROGRESS_ENV, v),
             None => cmd.env_remove(PROGRESS_ENV),
@@ -923,15 +921,8 @@ fn tui_child(iterations: u64, keys: Keys) -> (Option<i32>, String, bool) {
     let dir = tempfile::tempdir().unwrap();
     // SAFETY: dup of a descriptor we own, each given to the child as one of its stdio.
     let stdio = || std::process::Stdio::from(unsafe { OwnedFd::from_raw_fd(libc::dup(slave)) });
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        child_test_name().as_str(),
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_DIR, dir.path())
-    .env(
+    let mut cmd = child_command(dir.path());
+    cmd.env(
         "ANTMMF_TRAINER_TEST_CHILD_ITERATIONS",
         iterations.to_string(),
     )
