@@ -495,8 +495,8 @@ mod recall {
     }
 }
 
-// ---- `antmmf-bench train-step`: the time of one training step of a config's UniVL model (the
-// train loop's own step: task forward and losses, backward, AdamW with clipping), on one batch
+// ---- `antmmf-bench train-step`: the time of one training step of a config's UniVL model (what
+// the train loop's step does: task forward and losses, backward, AdamW with clipping), on one batch
 // built by the real data path and reused, the numbers behind docs/BENCHMARKS.md "Training step".
 mod train_step {
     use antmmf_apps::{BackendVisitor, with_backend};
@@ -506,10 +506,11 @@ mod train_step {
     use antmmf_data::loader::{DeterministicLoader, LoaderConfig};
     use antmmf_tasks::optim::AntmmfOptimizer;
     use antmmf_tasks::run::{RunPlan, build_model};
+    use antmmf_tasks::univl_task::task_forward;
     use burn::module::Module;
-    use burn::optim::Optimizer;
+    use burn::optim::{GradientsParams, Optimizer};
+    use burn::tensor::ElementConversion;
     use burn::tensor::backend::AutodiffBackend;
-    use burn::train::TrainStep;
     use std::path::PathBuf;
     use std::sync::Arc;
     use std::time::Instant;
@@ -576,21 +577,41 @@ mod train_step {
             let text = batch.input_ids.dims();
             let mut optim = AntmmfOptimizer::new(&plan.optimizer_config()?, &model);
             let lr = plan.config.optimizer_attributes()?.params.lr;
+            // Per step: total, then the train step's phases (forward with the losses read back,
+            // backward, optimizer step). The phase split is exact on the eager CPU backends; a
+            // lazy GPU backend finishes queued work in whichever phase reads back next.
             let mut times = Vec::new();
+            let mut phases = [Vec::new(), Vec::new(), Vec::new()];
             let mut loss = f64::NAN;
             for i in 0..a.warmup + a.iters.max(1) {
                 let started = Instant::now();
-                let out = model.step(batch.clone());
-                loss = out.item.total;
-                model = optim.step(lr, model, out.grads);
+                let fwd = task_forward(&model.univl, &model.settings, &batch, true)?;
+                loss = fwd.total.clone().into_scalar().elem::<f64>();
+                let forward = started.elapsed().as_secs_f64();
+                let grads = GradientsParams::from_grads(fwd.total.backward(), &model);
+                let backward = started.elapsed().as_secs_f64();
+                model = optim.step(lr, model, grads);
                 // A host read of an updated weight: the step is done, also on lazy backends.
                 let probe = model.univl.bert.embeddings.word_embeddings.weight.val();
                 let _ = probe.slice([0..1, 0..1]).into_data();
+                let total = started.elapsed().as_secs_f64();
                 if i >= a.warmup {
-                    times.push(started.elapsed().as_secs_f64());
+                    times.push(total);
+                    for (p, v) in
+                        phases
+                            .iter_mut()
+                            .zip([forward, backward - forward, total - backward])
+                    {
+                        p.push(v);
+                    }
                 }
             }
             times.sort_by(f64::total_cmp);
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let [f, b, o] = phases.each_mut().map(median);
             let threads = std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1);
@@ -604,7 +625,7 @@ mod train_step {
                 peak_rss()
             );
             println!(
-                "| backend | s / step | steps/s | last loss |\n|---|---|---|---|\n| {kind} | {:.3} ({:.3}) | {:.2} | {loss:.4} |",
+                "| backend | s / step | steps/s | forward s | backward s | optimizer s | last loss |\n|---|---|---|---|---|---|---|\n| {kind} | {:.3} ({:.3}) | {:.2} | {f:.3} | {b:.3} | {o:.3} | {loss:.4} |",
                 times[times.len() / 2],
                 times[0],
                 1.0 / times[times.len() / 2]
