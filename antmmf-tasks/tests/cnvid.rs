@@ -4,6 +4,7 @@
 //! words, the Chinese retrieval ones use bert-base-chinese; no ported config gets a curriculum
 //! it did not ask for.
 
+use crate::common;
 use antmmf_core::{Config, ConfigSources};
 use antmmf_data::dataset_config::AnnotationsLoader;
 use antmmf_data::segment::WordSegmenter;
@@ -61,12 +62,7 @@ fn cn_video_pretraining_shards_annotations_and_masks_chinese_words() {
     assert_eq!(d.annotations_loader, AnnotationsLoader::AutoSplit);
     assert!(d.use_asrs && d.use_videos && !d.use_images);
     assert_eq!((d.train_ensemble_n_clips, d.num_frm), (4, 1));
-    let cap = &d
-        .processors
-        .caption_processor
-        .as_ref()
-        .expect("caption processor")
-        .params;
+    let cap = common::caption_params(&p);
     assert_eq!(cap.max_seq_length, 50);
     assert_eq!(cap.mask_probability, 0.15);
     assert!(cap.random_truncate && cap.whole_word_masking);
@@ -138,12 +134,7 @@ fn cnvid_retrieval_configs_read_their_data_and_text_side() {
             (clips, clips),
             "{rel}"
         );
-        let cap = &d
-            .processors
-            .caption_processor
-            .as_ref()
-            .expect("caption processor")
-            .params;
+        let cap = common::caption_params(&p);
         assert_eq!(
             (cap.max_seq_length, cap.mask_probability),
             (len, 0.0),

@@ -4,6 +4,7 @@
 //! fine-tuning ones use none of the SNP-S3 heads. The word files are mined from the sample
 //! captions into a temporary folder (the configs' `data/snps3` files are placeholders).
 
+use crate::common;
 use antmmf_core::{Config, ConfigSources};
 use antmmf_data::words::{MineOptions, mine_to_files};
 use antmmf_tasks::run::RunPlan;
@@ -75,13 +76,7 @@ fn snps3_pretraining_configs_turn_iw_mlm_and_vwm_on() {
         // SNP-S3's base turns off base_vtp's L2 hard negative mining, also under the WebVid
         // chain, whose base_vtp base sets it.
         assert!(!p.task.hard_example_mining, "{rel}");
-        let cap = &p
-            .dataset
-            .processors
-            .caption_processor
-            .as_ref()
-            .expect("caption processor")
-            .params;
+        let cap = common::caption_params(&p);
         let iw = cap.intra_vtm.as_ref().expect("intra_VTM");
         assert!(iw.iw_mlm, "{rel}");
         assert_eq!(iw.words_top_k, 3000, "{rel}");
@@ -129,13 +124,7 @@ fn snps3_finetuning_configs_use_no_snps3_head() {
         assert_eq!(p.dataset_name, dataset, "{rel}");
         assert_eq!(p.task.snps3.vwm, None, "{rel}");
         assert!(!p.task.snps3.text_encoder_mlm, "{rel}");
-        let cap = &p
-            .dataset
-            .processors
-            .caption_processor
-            .as_ref()
-            .expect("caption processor")
-            .params;
+        let cap = common::caption_params(&p);
         assert!(
             cap.intra_vtm.as_ref().is_none_or(|v| !v.iw_mlm),
             "{rel}: {cap:?}"

@@ -1,8 +1,21 @@
-//! Shared by the integration tests: the synthetic retrieval config on the embedded set.
+//! Shared by the integration tests: the synthetic retrieval config on the embedded set, and the
+//! caption processor's settings of a plan.
 
 use antmmf_core::{Config, ConfigSources};
+use antmmf_data::text::CaptionProcessorParams;
 use antmmf_tasks::run::RunPlan;
 use std::path::{Path, PathBuf};
+
+/// The `processors.caption_processor.params` of a plan's dataset (which must have one).
+pub fn caption_params(plan: &RunPlan) -> &CaptionProcessorParams {
+    &plan
+        .dataset
+        .processors
+        .caption_processor
+        .as_ref()
+        .expect("caption processor")
+        .params
+}
 
 /// `configs/synthetic/retrieval.yml` on the embedded synthetic set (`data/sample/synth`), the
 /// uncased vocabulary (`ANTMMF_ASSETS`, default `<workspace>/assets`) and run folders under
