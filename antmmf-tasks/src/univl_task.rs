@@ -405,12 +405,8 @@ fn retrieval_losses<B: Backend>(
                 .map_err(|e| err(head, e))?;
         }
     } else {
-        let logits = if s.l1_temperature == 1.0 {
-            clip_sim
-        } else {
-            clip_sim.div_scalar(s.l1_temperature)
-        };
-        let loss = l1_mil_nce_loss(logits).map_err(|e| err(head, e))?;
+        let loss =
+            l1_mil_nce_loss(clip_sim.div_scalar(s.l1_temperature)).map_err(|e| err(head, e))?;
         parts.push(("level1_similarity_loss", loss));
     }
     if let Some(vwm) = &s.snps3.vwm {
