@@ -11,6 +11,7 @@
 //! positions restarting at 0): build them with [`BertEmbeddings::word_embeddings`] and the
 //! visual projection, then call [`Bert::forward_embeds`].
 
+use crate::ops::linear_rows;
 use std::path::Path;
 
 use burn::module::{Module, Param};
@@ -351,9 +352,9 @@ impl<B: Backend> BertAttention<B> {
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let context = multi_head_attention(
-            self.query.forward(x.clone()),
-            self.key.forward(x.clone()),
-            self.value.forward(x.clone()),
+            linear_rows(&self.query, x.clone()),
+            linear_rows(&self.key, x.clone()),
+            linear_rows(&self.value, x.clone()),
             self.num_heads,
             mask,
             Some(&self.dropout),
@@ -379,7 +380,7 @@ impl<B: Backend> BertSublayerOutput<B> {
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
         self.layer_norm
-            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
+            .forward(self.dropout.forward(linear_rows(&self.dense, x)) + residual)
     }
 }
 
@@ -411,7 +412,7 @@ impl<B: Backend> BertLayer<B> {
         let hidden = self
             .intermediate
             .activation
-            .forward(self.intermediate.dense.forward(attended.clone()));
+            .forward(linear_rows(&self.intermediate.dense, attended.clone()));
         self.output.forward(hidden, attended)
     }
 }
@@ -437,7 +438,7 @@ impl<B: Backend> BertPooler<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
         let [batch, _, width] = hidden.dims();
         let first = hidden.narrow(1, 0, 1).reshape([batch, width]);
-        self.dense.forward(first).tanh()
+        linear_rows(&self.dense, first).tanh()
     }
 }
 
@@ -601,7 +602,7 @@ impl<B: Backend> BertLmPredictionHead<B> {
         let t = &self.transform;
         let h = t
             .layer_norm
-            .forward(t.activation.forward(t.dense.forward(hidden)));
+            .forward(t.activation.forward(linear_rows(&t.dense, hidden)));
         let vocab = word_embeddings.dims()[0];
         let logits = h
             .reshape([batch * seq, width])

@@ -6,6 +6,7 @@
 //! `CLIPTextModel` keys; a full `CLIPModel` file's `vision_model.` / `text_model.` subtrees via
 //! [`crate::import::KeyMap::hf_clip_vision`] / [`crate::import::KeyMap::hf_clip_text`]).
 
+use crate::ops::linear_rows;
 use std::path::Path;
 
 use burn::module::{Module, Param};
@@ -287,18 +288,19 @@ impl<B: Backend> ClipEncoderLayer<B> {
         let h = self.layer_norm1.forward(x.clone());
         let a = &self.self_attn;
         let attended = multi_head_attention(
-            a.q_proj.forward(h.clone()),
-            a.k_proj.forward(h.clone()),
-            a.v_proj.forward(h),
+            linear_rows(&a.q_proj, h.clone()),
+            linear_rows(&a.k_proj, h.clone()),
+            linear_rows(&a.v_proj, h),
             a.num_heads,
             mask,
             None,
         );
-        let x = x + a.out_proj.forward(attended);
+        let x = x + linear_rows(&a.out_proj, attended);
         let m = &self.mlp;
-        let y = m.fc2.forward(
+        let y = linear_rows(
+            &m.fc2,
             m.activation
-                .forward(m.fc1.forward(self.layer_norm2.forward(x.clone()))),
+                .forward(linear_rows(&m.fc1, self.layer_norm2.forward(x.clone()))),
         );
         x + y
     }

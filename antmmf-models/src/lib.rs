@@ -7,6 +7,7 @@ pub mod clip;
 pub mod efficientnet;
 pub mod import;
 pub mod losses;
+pub mod ops;
 pub mod pvt_v2;
 pub mod resnet;
 pub mod transformer;

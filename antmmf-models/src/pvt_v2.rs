@@ -11,6 +11,7 @@
 //! separate key/value projections are fused into `kv`). Parity: `fixtures/pvt_v2_*`
 //! (transformers `PvtV2Model` with b2's structure at 1/8 width), every stage within 1e-4.
 
+use crate::ops::linear_rows;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
@@ -240,17 +241,19 @@ impl<B: Backend> PvtAttention<B> {
     /// - output: `[batch, H*W, C]`
     pub fn forward(&self, x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 3> {
         let c = x.dims()[2];
-        let q = self.q.forward(x.clone());
+        let q = linear_rows(&self.q, x.clone());
         let reduced = match (&self.sr, &self.norm) {
             (Some(sr), Some(norm)) => norm.forward(to_tokens(sr.forward(to_map(x, h, w)))),
             _ => x,
         };
-        let kv = self.kv.forward(reduced);
+        let kv = linear_rows(&self.kv, reduced);
         // kv's channels are [k heads..., v heads...] (reshape(B, N, 2, heads, hd)).
         let k = kv.clone().narrow(2, 0, c);
         let v = kv.narrow(2, c, c);
-        self.proj
-            .forward(multi_head_attention(q, k, v, self.num_heads, None, None))
+        linear_rows(
+            &self.proj,
+            multi_head_attention(q, k, v, self.num_heads, None, None),
+        )
     }
 }
 
@@ -284,9 +287,9 @@ impl<B: Backend> PvtBlock<B> {
     pub fn forward(&self, x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 3> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x), h, w);
         let m = &self.mlp;
-        let y = m.fc1.forward(self.norm2.forward(x.clone()));
+        let y = linear_rows(&m.fc1, self.norm2.forward(x.clone()));
         let y = to_tokens(m.dwconv.forward(to_map(y, h, w)));
-        x + m.fc2.forward(gelu(y))
+        x + linear_rows(&m.fc2, gelu(y))
     }
 }
 

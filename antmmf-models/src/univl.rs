@@ -25,6 +25,7 @@ pub mod moco;
 pub mod visual;
 pub mod vwm;
 
+use crate::ops::linear_rows;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, Param};
@@ -389,16 +390,16 @@ impl<B: Backend> Univl<B> {
         let d = h / heads;
         let att = &layer.attention;
         let split = |t: Tensor<B, 3>| t.reshape([b, l, heads, d]).swap_dims(1, 2);
-        let q = split(att.query.forward(x.clone()));
-        let k = split(att.key.forward(x.clone()));
-        let v = split(att.value.forward(x.clone()));
+        let q = split(linear_rows(&att.query, x.clone()));
+        let k = split(linear_rows(&att.key, x.clone()));
+        let v = split(linear_rows(&att.value, x.clone()));
         let scores = q.matmul(k.transpose()) * (d as f64).powf(-0.5) + mask;
         let probs = softmax(scores, 3);
         let context = probs.clone().matmul(v).swap_dims(1, 2).reshape([b, l, h]);
         let attended = att.output.forward(context, x);
         let hidden = self
             .hidden_act
-            .forward(layer.intermediate.dense.forward(attended.clone()));
+            .forward(linear_rows(&layer.intermediate.dense, attended.clone()));
         (layer.output.forward(hidden, attended), probs)
     }
 

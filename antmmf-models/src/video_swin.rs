@@ -18,6 +18,7 @@
 //! recomputes cheap ("memory-bound") activations in the backward pass instead of keeping them;
 //! this module needs no change for it.
 
+use crate::ops::linear_rows;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -338,9 +339,7 @@ impl<B: Backend> WindowAttention3d<B> {
 
         let heads = self.num_heads;
         let head_dim = c / heads;
-        let qkv = self
-            .qkv
-            .forward(windows)
+        let qkv = linear_rows(&self.qkv, windows)
             .reshape([b * n_windows, n, 3, heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| {
@@ -350,32 +349,25 @@ impl<B: Backend> WindowAttention3d<B> {
         };
         let (q, k, v) = (part(0), part(1), part(2));
         let q = q * (head_dim as f64).powf(-0.5);
-        // Biases are added as row broadcasts over flattened tensors: Flex's general (middle-
-        // dimension) broadcast is several times slower, and these tensors are the largest here.
+        // The bias (and in shifted blocks the per-window mask) is added as one row broadcast
+        // over the flattened scores: Flex's general (middle-dimension) broadcast is several
+        // times slower, and the scores are the largest tensors here. Bias and mask are summed
+        // first on the small `[windows, heads, N, N]` grid, so no layout copy of the scores is
+        // needed.
         let nn = n * n;
-        let scores = q.matmul(k.transpose()).reshape([b * n_windows, heads * nn])
-            + self.bias(n, &device).reshape([1, heads * nn]);
-        let out = if shifted {
-            // Heads before windows, so the per-window mask broadcasts over (batch, heads) rows.
-            let mask = shift_mask::<B>(padded, window, shift, &device).reshape([1, n_windows * nn]);
-            let scores = scores
-                .reshape([b, n_windows, heads, nn])
-                .swap_dims(1, 2)
-                .reshape([b * heads, n_windows * nn])
-                + mask;
-            let probs = softmax(scores.reshape([b, heads, n_windows, n, n]), 4);
-            let v = v
-                .reshape([b, n_windows, heads, n, head_dim])
-                .swap_dims(1, 2);
-            probs
-                .matmul(v)
-                .swap_dims(1, 2)
-                .reshape([b * n_windows, heads, n, head_dim])
+        let bias = self.bias(n, &device);
+        let bias = if shifted {
+            let mask = shift_mask::<B>(padded, window, shift, &device);
+            (bias.reshape([1, heads, nn]) + mask.reshape([n_windows, 1, nn]))
+                .reshape([1, n_windows * heads * nn])
         } else {
-            softmax(scores.reshape([b * n_windows, heads, n, n]), 3).matmul(v)
+            bias.reshape([1, heads * nn])
         };
+        let rows = if shifted { b } else { b * n_windows };
+        let scores = q.matmul(k.transpose()).reshape([rows, bias.dims()[1]]) + bias;
+        let out = softmax(scores.reshape([b * n_windows, heads, n, n]), 3).matmul(v);
         let out = out.swap_dims(1, 2).reshape([b * n_windows, n, c]);
-        let out = self.proj.forward(out);
+        let out = linear_rows(&self.proj, out);
         let x = window_reverse(out, b, counts, window);
         let x = if shifted {
             x.roll(&shift.map(|s| -(s as i64)), &[1, 2, 3])
@@ -492,10 +484,8 @@ impl<B: Backend> SwinBlock3d<B> {
     /// - `x`, output: `[batch, T, H, W, C]`
     pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x));
-        let y = self
-            .mlp
-            .fc2
-            .forward(gelu(self.mlp.fc1.forward(self.norm2.forward(x.clone()))));
+        let hidden = gelu(linear_rows(&self.mlp.fc1, self.norm2.forward(x.clone())));
+        let y = linear_rows(&self.mlp.fc2, hidden);
         x + y
     }
 }
@@ -529,7 +519,7 @@ impl<B: Backend> PatchMerging3d<B> {
             .reshape([b * t, h2, 2, w2, 2, c])
             .permute([0, 1, 3, 4, 2, 5])
             .reshape([b, t, h2, w2, 4 * c]);
-        self.reduction.forward(self.norm.forward(x))
+        linear_rows(&self.reduction, self.norm.forward(x))
     }
 }
 

@@ -23,6 +23,7 @@
 //! the PVT width though its grid has `output_channels`, which fails when they differ; its configs
 //! set `output_channels` to `hidden_size`, so no `img_proj` is built).
 
+use crate::ops::linear_rows;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
@@ -259,7 +260,7 @@ impl<B: Backend> ImgFc<B> {
     /// # Shapes
     /// - `x`: `[..., hidden]`; output: the same shape
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.fc2.forward(relu(self.fc1.forward(x)))
+        linear_rows(&self.fc2, relu(linear_rows(&self.fc1, x)))
     }
 }
 
