@@ -1,5 +1,8 @@
 //! antmmf-tasks: pretraining, retrieval, open QA and multi-choice QA on top of burn-train.
 
+#[cfg(feature = "collective")]
+pub mod collective;
+pub mod distributed;
 pub mod eval;
 pub mod metrics;
 pub mod optim;

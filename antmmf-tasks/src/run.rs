@@ -3,11 +3,12 @@
 //! evaluation skeleton the three fine-tuning tasks share (retrieval recall, QA accuracy, MC-QA
 //! accuracy; pretraining reports its validation losses).
 
+use crate::distributed::{AllReduce, DistributedError, NodeLaunch, all_gather_u64};
 use crate::optim::{AntmmfOptimizer, AntmmfOptimizerConfig, LrGroupRule};
 use crate::schedule::{AntMmfLrSchedule, LrScheduleConfig};
 use crate::trainer::{
     ResumableLoader, StartFrom, TaskHooks, TrainRun, TrainSummary, TrainerSettings,
-    latest_good_checkpoint, launch,
+    latest_good_checkpoint, launch_in_group,
 };
 use crate::univl_task::{HardSampleCurriculum, TaskHead, TaskSettings, UnivlTask};
 use antmmf_core::checkpoint::Checkpoint;
@@ -15,6 +16,7 @@ use antmmf_core::config::{RunType, TrainingParameters};
 use antmmf_core::fsutil::write_atomic;
 use antmmf_core::run_dir::RunDir;
 use antmmf_core::{Config, ConfigError};
+use antmmf_data::annotations::LineShard;
 use antmmf_data::batch::VideoTextBatch;
 use antmmf_data::dataset::{DatasetOptions, TaskKind, VideoTextDataset};
 use antmmf_data::dataset_config::{DatasetAttributes, Split};
@@ -74,6 +76,7 @@ pub const ACTED_ON_KEYS: &[&str] = &[
     "training_parameters.skip_nan_steps",
     "training_parameters.logger_level",
     "training_parameters.local_rank",
+    "training_parameters.distributed",
     "optimizer_attributes.type",
     "optimizer_attributes.params.lr",
     "optimizer_attributes.params.betas",
@@ -126,6 +129,19 @@ pub const ACTED_ON_KEYS: &[&str] = &[
 /// Where dataset nodes live.
 pub const DATASETS_KEY: &str = "task_attributes.univl_task.dataset_attributes";
 
+/// `training_parameters` keys that may differ between the nodes of a multi-node run.
+const NODE_LOCAL_TRAINING_KEYS: &[&str] = &[
+    "save_dir",
+    "log_dir",
+    "num_workers",
+    "local_rank",
+    "device",
+    "resume_file",
+    "logger_level",
+    "distributed",
+    "data_parallel",
+];
+
 /// Why a run could not be set up or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -152,6 +168,9 @@ pub enum RunError {
     /// Training failed.
     #[error(transparent)]
     Train(#[from] crate::trainer::TrainError),
+    /// The multi-node group could not be joined or failed.
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
     /// A checkpoint could not be read.
     #[error(transparent)]
     Checkpoint(#[from] antmmf_core::checkpoint::CheckpointError),
@@ -330,6 +349,45 @@ impl RunPlan {
         })
     }
 
+    /// This plan with another seed (a multi-node run takes node 0's on every node, so that a
+    /// drawn seed gives every node the same data order and initial weights).
+    pub fn with_seed(&self, seed: u64) -> Result<Self, RunError> {
+        let mut plan = self.clone();
+        plan.seed = seed;
+        plan.task.curriculum = HardSampleCurriculum::from_model_config(&plan.model, seed)
+            .map_err(|e| invalid(e.key, e.message))?;
+        Ok(plan)
+    }
+
+    /// A fingerprint of what every node of a multi-node run must share: the merged
+    /// configuration without the keys that may differ per machine (output, data and weight
+    /// folders, loader threads, launcher leftovers).
+    pub fn shared_config_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        fn strip(v: &mut Value) {
+            if let Value::Mapping(m) = v {
+                for key in ["data_root_dir", "model_path", "vocab_path"] {
+                    m.remove(key);
+                }
+                for (_, child) in m.iter_mut() {
+                    strip(child);
+                }
+            }
+        }
+        let mut tree = self.config.tree().clone();
+        if let Some(Value::Mapping(t)) = tree.get_mut("training_parameters") {
+            for key in NODE_LOCAL_TRAINING_KEYS {
+                t.remove(*key);
+            }
+        }
+        strip(&mut tree);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_yaml_ng::to_string(&tree)
+            .unwrap_or_default()
+            .hash(&mut h);
+        h.finish()
+    }
+
     /// The dataset kind of a split for this head.
     pub fn task_kind(&self, split: Split) -> TaskKind {
         match (self.task.head, split) {
@@ -343,10 +401,22 @@ impl RunPlan {
 
     /// Builds a split's dataset.
     pub fn dataset(&self, split: Split) -> Result<VideoTextDataset, RunError> {
+        self.dataset_shard(split, LineShard::WHOLE)
+    }
+
+    /// Builds a split's dataset for one data-parallel rank: with `annotations_loader:
+    /// auto_split`, a pretraining training split reads only `shard`'s block of each annotation
+    /// file.
+    pub fn dataset_shard(
+        &self,
+        split: Split,
+        shard: LineShard,
+    ) -> Result<VideoTextDataset, RunError> {
         let options = DatasetOptions {
             prefix: format!("{DATASETS_KEY}.{}", self.dataset_name),
             num_labels: self.model.num_labels,
             seed: self.seed,
+            shard,
             ..DatasetOptions::default()
         };
         Ok(VideoTextDataset::with_options(
@@ -547,6 +617,9 @@ pub struct RunReport {
     pub train: Option<TrainSummary>,
     /// Final evaluations by split (`val`, `test`).
     pub evaluations: BTreeMap<String, Metrics>,
+    /// `(node rank, nodes)` in a multi-node run (node 0 writes the run directory and
+    /// evaluates; the others only train).
+    pub node: Option<(usize, usize)>,
 }
 
 fn recorder() -> BinBytesRecorder<FullPrecisionSettings> {
@@ -1041,18 +1114,136 @@ pub fn build_model<B: Backend>(
     })
 }
 
+/// What a run needs beyond its plan.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// This process's place in a multi-node data-parallel run (`None`, or one node: alone).
+    pub launch: Option<NodeLaunch>,
+}
+
 /// Runs the stages of `run_type`: training (with validation at every snapshot when a val split
 /// exists), then the final evaluations (`val`, `inference` on test). Writes `metrics.json`.
 pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunReport, RunError> {
-    let run = plan.run_dir();
-    run.create(&plan.config)?;
-    for dir in [run.root().to_path_buf(), run.models_dir(), run.logs_dir()] {
-        for stale in antmmf_core::fsutil::remove_stale_temporaries(&dir) {
-            log::warn!("removed {} (left by a killed write)", stale.display());
-        }
+    run_with::<B>(plan, device, &RunOptions::default())
+}
+
+/// [`run`] as one node of a multi-node run when `options.launch` asks for several nodes: the
+/// node joins the others through burn-collective (cargo feature `collective`; without it, an
+/// error naming the feature), checks that they run the same job, trains on its shard of every
+/// global batch with gradients averaged over the nodes, and leaves the run directory, the
+/// validation and the final evaluations to node 0.
+pub fn run_with<B: AutodiffBackend>(
+    plan: &RunPlan,
+    device: B::Device,
+    options: &RunOptions,
+) -> Result<RunReport, RunError> {
+    let Some(launch) = options.launch.as_ref().filter(|l| l.nodes > 1) else {
+        return run_in_group::<B>(plan, device, None);
+    };
+    let batch = plan.training.batch_size;
+    if plan.run_type.train && batch % launch.nodes as i64 != 0 {
+        return Err(invalid(
+            "training_parameters.batch_size",
+            format!(
+                "the global batch size {batch} does not split evenly over {} nodes",
+                launch.nodes
+            ),
+        ));
     }
-    let _ = antmmf_core::logging::log_to_file(&run.logs_dir().join("train.log"));
-    log::info!("run directory: {}", run.root().display());
+    let group = join_group::<B>(launch, &device)?;
+    let g: &dyn AllReduce<B::InnerBackend> = group.as_ref();
+    crate::distributed::ensure_agreement(
+        g,
+        "the configuration",
+        plan.shared_config_fingerprint(),
+        |v| format!("fingerprint {v:016x}"),
+        "start every node with the same config and overrides (only folders, num_workers and \
+         the launch flags may differ)",
+        &device,
+    )?;
+    // A drawn seed (`seed: null` or -1) differs per process: node 0's is everyone's.
+    let seeds = all_gather_u64(g, plan.seed, &device)?;
+    let shared = seeds.first().copied().unwrap_or(plan.seed);
+    let plan = if shared == plan.seed {
+        plan.clone()
+    } else {
+        log::info!("seed: {shared} (node 0's)");
+        plan.with_seed(shared)?
+    };
+    run_in_group::<B>(&plan, device, Some(group))
+}
+
+/// Joins the group of a multi-node launch.
+#[cfg(feature = "collective")]
+fn join_group<B: AutodiffBackend>(
+    launch: &NodeLaunch,
+    device: &B::Device,
+) -> Result<Arc<dyn AllReduce<B::InnerBackend>>, RunError> {
+    let group = crate::collective::CollectiveGroup::<B::InnerBackend>::join(launch, device)?;
+    Ok(Arc::new(group))
+}
+
+/// Without the collective engine, a multi-node launch is an error naming the cargo feature.
+#[cfg(not(feature = "collective"))]
+fn join_group<B: AutodiffBackend>(
+    launch: &NodeLaunch,
+    _device: &B::Device,
+) -> Result<Arc<dyn AllReduce<B::InnerBackend>>, RunError> {
+    Err(DistributedError::NotCompiled {
+        nodes: launch.nodes,
+    }
+    .into())
+}
+
+/// Caps a loader's epochs at `batches` batches (data-parallel ranks must take the same number
+/// of steps; `auto_split` shards can differ by an item).
+struct CappedLoader<L> {
+    inner: L,
+    batches: usize,
+}
+
+impl<B: Backend> ResumableLoader<VideoTextBatch<B>> for CappedLoader<DeterministicLoader<B>> {
+    fn batches_per_epoch(&self) -> usize {
+        self.batches
+    }
+
+    fn iter_from(
+        &self,
+        epoch: usize,
+        batch: usize,
+    ) -> Box<dyn Iterator<Item = VideoTextBatch<B>> + '_> {
+        Box::new(
+            DeterministicLoader::iter_from(&self.inner, epoch as u64, batch)
+                .take(self.batches.saturating_sub(batch)),
+        )
+    }
+}
+
+/// The run of [`run_with`], alone or as member `group.rank()` of a data-parallel group.
+fn run_in_group<B: AutodiffBackend>(
+    plan: &RunPlan,
+    device: B::Device,
+    group: Option<Arc<dyn AllReduce<B::InnerBackend>>>,
+) -> Result<RunReport, RunError> {
+    let node = group.as_ref().map(|g| (g.rank(), g.world_size()));
+    // Node 0 alone writes the run directory (the others would race on the same files).
+    let main = node.is_none_or(|(rank, _)| rank == 0);
+    let run = plan.run_dir();
+    if main {
+        run.create(&plan.config)?;
+        for dir in [run.root().to_path_buf(), run.models_dir(), run.logs_dir()] {
+            for stale in antmmf_core::fsutil::remove_stale_temporaries(&dir) {
+                log::warn!("removed {} (left by a killed write)", stale.display());
+            }
+        }
+        let _ = antmmf_core::logging::log_to_file(&run.logs_dir().join("train.log"));
+        log::info!("run directory: {}", run.root().display());
+    } else if let Some((rank, nodes)) = node {
+        log::info!(
+            "node {rank} of {nodes}: training only; node 0 writes {} and validates",
+            run.root().display()
+        );
+    }
     let t = &plan.training;
     let eval_loader =
         |split: Split| -> Result<Option<DeterministicLoader<B::InnerBackend>>, RunError> {
@@ -1120,7 +1311,12 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
     let mut summary = None;
     let mut trained: Option<UnivlTask<B::InnerBackend>> = None;
     if plan.run_type.train {
-        let ds = plan.dataset(Split::Train)?;
+        let shard = match node {
+            Some((rank, nodes)) => LineShard::new(rank, nodes)
+                .map_err(|e| RunError::Dataset(antmmf_data::dataset::DatasetError::from(e)))?,
+            None => LineShard::WHOLE,
+        };
+        let ds = plan.dataset_shard(Split::Train, shard)?;
         model.settings.special_ids = special_ids(ds.caption_processor().tokenizer());
         // Token ids index the word embeddings: a vocabulary larger than the table would read
         // past it (a panic on the CPU backends, garbage on the GPU ones).
@@ -1136,45 +1332,81 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
                 ),
             ));
         }
-        let loader = DeterministicLoader::<B>::new(
+        // `batch_size` is the global batch (AntMMF's semantics): each node takes its share.
+        let nodes = node.map_or(1, |(_, n)| n);
+        let local_batch = t.batch_size as usize / nodes;
+        let already_sharded = ds.annotation_shard().is_some();
+        let mut loader = DeterministicLoader::<B>::new(
             Arc::new(ds),
-            LoaderConfig::train(
-                t.batch_size as usize,
-                t.num_workers.max(0) as usize,
-                plan.seed,
-            ),
+            LoaderConfig::train(local_batch, t.num_workers.max(0) as usize, plan.seed),
             device.clone(),
         )?;
-        if loader.batches_per_epoch() == 0 {
+        if let Some((rank, nodes)) = node
+            && !already_sharded
+        {
+            loader = loader.with_shard(rank, nodes)?;
+        }
+        let mut per_epoch = loader.batches_per_epoch();
+        if let Some(g) = &group {
+            // Every node takes as many steps per epoch as the smallest shard allows.
+            let all = all_gather_u64(g.as_ref(), per_epoch as u64, &device)?;
+            per_epoch = all.iter().copied().min().unwrap_or(0) as usize;
+        }
+        if per_epoch == 0 {
             return Err(invalid(
                 "training_parameters.batch_size",
-                format!(
-                    "{} exceeds the {} training items: no full batch",
-                    t.batch_size,
-                    loader.items_per_epoch()
-                ),
+                match node {
+                    None => format!(
+                        "{} exceeds the {} training items: no full batch",
+                        t.batch_size,
+                        loader.items_per_epoch()
+                    ),
+                    Some((_, nodes)) => format!(
+                        "{} over {nodes} nodes ({local_batch} per node) leaves some node no full \
+                         batch of its share of the training items (this node has {})",
+                        t.batch_size,
+                        loader.items_per_epoch()
+                    ),
+                },
             ));
         }
-        let schedule = plan.schedule(loader.batches_per_epoch())?;
+        let schedule = plan.schedule(per_epoch)?;
         let optim = AntmmfOptimizer::new(&plan.optimizer_config()?, &model);
-        let val = evaluator(Split::Val, "val")?;
+        // Validation during training runs on node 0 only (the others wait at the snapshot).
+        let val = if main {
+            evaluator(Split::Val, "val")?
+        } else {
+            None
+        };
         let validate = val.is_some();
         let hooks = Hooks::<B> { evaluator: val };
-        let (inner, s) = launch(
+        let (inner, s) = launch_in_group(
             model.clone(),
             optim,
             schedule,
             device.clone(),
             TrainRun {
-                loader: Arc::new(loader),
+                loader: Arc::new(CappedLoader {
+                    inner: loader,
+                    batches: per_epoch,
+                }),
                 hooks: Arc::new(hooks),
                 settings: plan.trainer_settings(validate),
                 run: run.clone(),
                 start,
             },
+            group.clone(),
         )?;
         trained = Some(inner);
         summary = Some(s);
+    }
+    if !main {
+        return Ok(RunReport {
+            run_dir: run.root().to_path_buf(),
+            train: summary,
+            evaluations: BTreeMap::new(),
+            node,
+        });
     }
     let final_model = match trained {
         Some(m) => m,
@@ -1268,6 +1500,7 @@ pub fn run<B: AutodiffBackend>(plan: &RunPlan, device: B::Device) -> Result<RunR
         run_dir: run.root().to_path_buf(),
         train: summary,
         evaluations,
+        node,
     })
 }
 

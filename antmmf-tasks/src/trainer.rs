@@ -25,7 +25,18 @@
 //! learning rate, `EndEpoch`, `End`), whose renderer is burn's TUI in a terminal and prints
 //! nothing elsewhere, where one `progress:` log line per `log_interval` is the output;
 //! `ANTMMF_PROGRESS=plain|tui|auto` overrides the choice. See [`crate::progress`].
+//!
+//! Data parallelism ([`launch_with_group`], [`crate::distributed`]): every iteration each member
+//! of the group sums its gradients, its loss values and its flags (non-finite loss, stop
+//! requested) with the others in one all-reduce, then every member applies the same averaged
+//! gradients, skips or stops together, and logs the mean losses. Member 0 alone validates and
+//! writes the run directory; its early-stopping decision is shared at each snapshot.
 
+use crate::distributed::{
+    AllReduce, DistributedError, GroupRowGather, MAX_LOGGED_PARTS, NODE_CHECKPOINT_ENV,
+    RowGatherScope, all_reduce_step, ensure_agreement, parts_fingerprint, sum_values,
+    weights_fingerprint,
+};
 use crate::optim::{AntmmfOptimizer, GradNormHandle, OptimizerSnapshot};
 use crate::progress::{
     BoxedRenderer, LastValidationMetric, LazyTui, LossPartsMetric, LossValues, NoMetricFiles,
@@ -192,6 +203,9 @@ pub enum TrainError {
     /// The data loader produced no batch for a whole epoch.
     #[error("the training data produced no batch in epoch {0}: check the annotations and media")]
     NoData(u64),
+    /// The data-parallel group failed (a node stopped, timed out or disagrees).
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
     /// Other I/O.
     #[error("{0}")]
     Io(String),
@@ -256,6 +270,7 @@ pub struct AntmmfTraining<LC: LearningComponentsTypes, L, H> {
     optim_snapshot: OptimizerSnapshot<OptimRecordOf<LC>>,
     outcome: Arc<Mutex<Option<Result<TrainSummary, TrainError>>>>,
     link: ProgressLink,
+    group: Option<Arc<dyn AllReduce<<LC::Backend as AutodiffBackend>::InnerBackend>>>,
 }
 
 /// Reads the outcome of a launched run.
@@ -311,6 +326,7 @@ where
                 optim_snapshot: optim.snapshot_handle(),
                 outcome: outcome.clone(),
                 link: ProgressLink::default(),
+                group: None,
             },
             TrainOutcome(outcome),
         )
@@ -425,6 +441,59 @@ where
     L: ResumableLoader<<M as TrainStep>::Input> + 'static,
     H: TaskHooks<B, M> + 'static,
 {
+    /// Whether this process writes the run directory and validates (the only member, or member
+    /// 0 of a data-parallel group).
+    fn is_main(&self) -> bool {
+        self.group.as_ref().is_none_or(|g| g.rank() == 0)
+    }
+
+    /// The seed of iteration `iteration`'s model randomness (dropout, masking draws): member 0's
+    /// is a single process's, other members mix their rank in so that they draw other masks.
+    fn iteration_seed(&self, iteration: u64) -> u64 {
+        match self.group.as_ref().map(|g| g.rank()) {
+            None | Some(0) => derive_seed(self.settings.seed, iteration),
+            Some(rank) => derive_seed(derive_seed(self.settings.seed, rank as u64), iteration),
+        }
+    }
+
+    /// Before the first step of a data-parallel run: every member has the same number of
+    /// batches per epoch, starts at the same iteration and holds the same weights.
+    fn check_group_start(
+        &self,
+        group: &dyn AllReduce<B::InnerBackend>,
+        model: &M,
+        state: &LoopState,
+        per_epoch: u64,
+    ) -> Result<(), TrainError> {
+        let device = &self.device;
+        ensure_agreement(
+            group,
+            "the batches per epoch",
+            per_epoch,
+            |v| v.to_string(),
+            "every node must see the same training set and global batch size",
+            device,
+        )?;
+        ensure_agreement(
+            group,
+            "the starting iteration",
+            state.iteration,
+            |v| v.to_string(),
+            "every node must resume from the same checkpoint (a shared save_dir, or the same \
+             resume_file on every node)",
+            device,
+        )?;
+        ensure_agreement(
+            group,
+            "the initial weights",
+            weights_fingerprint::<B, M>(model),
+            |v| format!("fingerprint {v:016x}"),
+            "every node must use the same config, seed and pretrained or resumed weights",
+            device,
+        )?;
+        Ok(())
+    }
+
     fn run_loop(
         &self,
         learner: &mut Learner<
@@ -436,6 +505,8 @@ where
         interrupter: &Interrupter,
     ) -> Result<TrainSummary, TrainError> {
         let s = &self.settings;
+        let main = self.is_main();
+        let group = self.group.as_deref();
         let mut state = LoopState {
             seed: s.seed,
             ..Default::default()
@@ -453,10 +524,13 @@ where
             );
         }
         let mut history = Vec::new();
-        if matches!(self.start, StartFrom::Resume(_)) {
+        if matches!(self.start, StartFrom::Resume(_)) && main {
             history = self.logs_up_to(&state)?;
         }
         let per_epoch = self.loader.batches_per_epoch() as u64;
+        if let Some(group) = group {
+            self.check_group_start(group, &learner.model(), &state, per_epoch)?;
+        }
         let planned = planned_iterations(s, per_epoch);
         self.link
             .resumed_at
@@ -466,21 +540,37 @@ where
             s.max_iterations.is_some_and(|m| st.iteration >= m)
                 || s.max_epochs.is_some_and(|m| st.epoch >= m)
         };
-        let mut events = match antmmf_core::tensorboard::EventWriter::create(&self.run.logs_dir()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                log::warn!(
-                    "no TensorBoard event file in {}: {e}",
-                    self.run.logs_dir().display()
-                );
-                None
+        // Other members of a group leave the run directory to member 0.
+        let mut events = if main {
+            match antmmf_core::tensorboard::EventWriter::create(&self.run.logs_dir()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    log::warn!(
+                        "no TensorBoard event file in {}: {e}",
+                        self.run.logs_dir().display()
+                    );
+                    None
+                }
             }
+        } else {
+            None
         };
         let mut interval = IntervalStats::default();
         let mut accumulator = GradientsAccumulator::new();
         let mut accumulated = 0usize;
         let mut early_stopped = false;
         let mut since_improvement = 0u64;
+        let mut parts_warned = false;
+        // Time in the per-step all-reduce (gradients and control values), for the log.
+        let (mut reduce_secs, mut reduce_steps, mut reduce_values) = (0f64, 0u64, 0usize);
+        // The task's contrastive losses gather their embeddings over the group during the
+        // training steps of this thread (validation does not).
+        let _gather = self.group.clone().map(|g| {
+            RowGatherScope::new(Arc::new(GroupRowGather {
+                group: g,
+                device: self.device.clone(),
+            }))
+        });
         'epochs: while !done(&state) {
             let mut produced = false;
             let iter = self
@@ -491,27 +581,83 @@ where
                 state.iteration += 1;
                 state.batch_in_epoch += 1;
                 let iteration = state.iteration;
-                B::seed(&self.device, derive_seed(s.seed, iteration));
+                B::seed(&self.device, self.iteration_seed(iteration));
                 learner.lr_step();
                 state.scheduler_steps += 1;
                 let started = Instant::now();
                 let output = learner.train_step(batch);
                 let item = output.item;
                 antmmf_core::testing_pause_at_iteration("step", iteration);
-                let loss = item.total_loss();
-                let parts = item.loss_parts();
-                if !loss.is_finite() {
-                    let what = parts
+                let mut loss = item.total_loss();
+                let mut parts = item.loss_parts();
+                let mut failure = (!loss.is_finite()).then(|| {
+                    parts
                         .iter()
                         .find(|(_, v)| !v.is_finite())
                         .map(|(n, v)| format!("loss `{n}` ({v})"))
-                        .unwrap_or_else(|| format!("total loss ({loss})"));
+                        .unwrap_or_else(|| format!("total loss ({loss})"))
+                });
+                let mut grads = Some(output.grads);
+                // In a group every member takes part in every step's all-reduce, a failed step
+                // included (with no gradients), so that all skip, stop or step together.
+                let mut stop = None;
+                if let Some(group) = group {
+                    let local_stop = self.link.stop_reason(interrupter);
+                    let control =
+                        step_control(failure.is_some(), local_stop.is_some(), loss, &parts);
+                    let local_grads = if failure.is_some() {
+                        None
+                    } else {
+                        grads.take()
+                    };
+                    let reduce_started = Instant::now();
+                    let reduced = all_reduce_step::<B, M>(
+                        group,
+                        &learner.model(),
+                        local_grads,
+                        &control,
+                        &self.device,
+                    )?;
+                    reduce_secs += reduce_started.elapsed().as_secs_f64();
+                    reduce_steps += 1;
+                    reduce_values = reduced.values;
+                    grads = Some(reduced.grads);
+                    let synced = StepSums::read(&reduced.control, group.world_size(), &parts);
+                    if synced.failed && failure.is_none() {
+                        failure = Some("a non-finite loss on another node".into());
+                    }
+                    if synced.stop {
+                        stop = Some(
+                            local_stop.unwrap_or_else(|| "a stop requested on another node".into()),
+                        );
+                    }
+                    loss = synced.loss;
+                    match synced.parts {
+                        Some(mean) => parts = mean,
+                        None if !parts_warned => {
+                            parts_warned = true;
+                            log::warn!(
+                                "the nodes report different loss parts: logged parts are this \
+                                 node's own, the total loss is the mean over nodes"
+                            );
+                        }
+                        None => {}
+                    }
+                }
+                if let Some(what) = failure {
                     if s.skip_nan_steps {
                         state.skipped_nan_steps += 1;
                         log::warn!(
                             "iteration {iteration}: {what}; step skipped ({} skipped so far)",
                             state.skipped_nan_steps
                         );
+                        if let Some(reason) = stop {
+                            return Err(TrainError::Interrupted {
+                                iteration,
+                                reason,
+                                last_good,
+                            });
+                        }
                         continue;
                     }
                     return Err(TrainError::NonFinite {
@@ -521,20 +667,21 @@ where
                     });
                 }
                 let snapshot_now = iteration.is_multiple_of(s.snapshot_interval);
-                let grads = if s.grad_accumulation > 1 {
-                    accumulator.accumulate(&learner.model(), output.grads);
-                    accumulated += 1;
-                    if accumulated >= s.grad_accumulation {
-                        accumulated = 0;
-                        Some(accumulator.grads())
-                    } else {
-                        None
+                let grads = match grads {
+                    Some(g) if s.grad_accumulation > 1 => {
+                        accumulator.accumulate(&learner.model(), g);
+                        accumulated += 1;
+                        if accumulated >= s.grad_accumulation {
+                            accumulated = 0;
+                            Some(accumulator.grads())
+                        } else {
+                            None
+                        }
                     }
-                } else {
-                    Some(output.grads)
+                    other => other,
                 };
                 if let Some(grads) = grads {
-                    if snapshot_now {
+                    if snapshot_now && main {
                         self.optim_snapshot.request();
                     }
                     learner.optimizer_step(grads);
@@ -584,25 +731,38 @@ where
                     history.push(record);
                 }
                 if snapshot_now {
-                    let improved = self.snapshot(learner, &mut state, &history)?;
-                    if let Some(w) = events.as_mut()
-                        && let Err(e) = w.scalars(
-                            iteration,
-                            state.last_metrics.iter().map(|(k, v)| (k.as_str(), *v)),
-                        )
-                    {
-                        log::warn!("TensorBoard event file: {e}");
+                    let mut stop_early = false;
+                    if main {
+                        let improved = self.snapshot(learner, &mut state, &history)?;
+                        if let Some(w) = events.as_mut()
+                            && let Err(e) = w.scalars(
+                                iteration,
+                                state.last_metrics.iter().map(|(k, v)| (k.as_str(), *v)),
+                            )
+                        {
+                            log::warn!("TensorBoard event file: {e}");
+                        }
+                        if improved {
+                            since_improvement = 0;
+                        } else {
+                            since_improvement += s.snapshot_interval;
+                        }
+                        stop_early = s.should_early_stop && since_improvement >= s.patience;
                     }
                     last_good = Some(self.run.iteration_checkpoint(iteration, CKPT_EXT));
-                    if improved {
-                        since_improvement = 0;
-                    } else {
-                        since_improvement += s.snapshot_interval;
+                    if let Some(group) = group {
+                        // Member 0 validated: its decision is everyone's (the others wait
+                        // here while it validates and writes the snapshot).
+                        let flag = [if stop_early { 1.0 } else { 0.0 }];
+                        stop_early = sum_values(group, &flag, &self.device)?
+                            .first()
+                            .is_some_and(|v| *v > 0.0);
                     }
-                    if s.should_early_stop && since_improvement >= s.patience {
+                    if stop_early {
                         log::info!(
-                            "early stopping at iteration {iteration}: no improvement of {} for {since_improvement} iterations",
-                            s.monitored_metric
+                            "early stopping at iteration {iteration}: no improvement of {} for {} iterations",
+                            s.monitored_metric,
+                            s.patience.max(since_improvement)
                         );
                         early_stopped = true;
                         break 'epochs;
@@ -611,7 +771,11 @@ where
                 if done(&state) {
                     break 'epochs;
                 }
-                if let Some(reason) = self.link.stop_reason(interrupter) {
+                let stop = match group {
+                    Some(_) => stop,
+                    None => self.link.stop_reason(interrupter),
+                };
+                if let Some(reason) = stop {
                     log::warn!("training stopped at iteration {iteration}: {reason}");
                     return Err(TrainError::Interrupted {
                         iteration,
@@ -635,13 +799,48 @@ where
         // The final checkpoint: weights and loop state (the optimizer state of the last snapshot
         // is in models/).
         let final_path = self.run.final_checkpoint(CKPT_EXT);
-        let model_bytes = recorder()
-            .record(learner.model().into_record(), ())
-            .map_err(|e| TrainError::Io(format!("cannot serialize the model: {e}")))?;
-        Checkpoint::new(serde_json::to_value(&state).unwrap_or_default())
-            .with_section("model", model_bytes)
-            .save(&final_path)?;
-        self.write_history(&history)?;
+        let written = if main {
+            Some(final_path.clone())
+        } else {
+            std::env::var_os(NODE_CHECKPOINT_ENV).map(PathBuf::from)
+        };
+        if let Some(path) = &written {
+            let model_bytes = recorder()
+                .record(learner.model().into_record(), ())
+                .map_err(|e| TrainError::Io(format!("cannot serialize the model: {e}")))?;
+            Checkpoint::new(serde_json::to_value(&state).unwrap_or_default())
+                .with_section("model", model_bytes)
+                .save(path)?;
+        }
+        if main {
+            self.write_history(&history)?;
+        }
+        if reduce_steps > 0 {
+            log::info!(
+                "gradient all-reduce: {:.1} ms per step on average over {reduce_steps} steps \
+                 ({:.2} M values; the time includes waiting for slower nodes)",
+                reduce_secs * 1e3 / reduce_steps as f64,
+                reduce_values as f64 / 1e6
+            );
+        }
+        if let Some(group) = group {
+            // Replicas stay identical by construction; a difference means some computation was
+            // not deterministic across machines. Member 0's checkpoint is the result either way.
+            match ensure_agreement(
+                group,
+                "the final weights",
+                weights_fingerprint::<B, M>(&learner.model()),
+                |v| format!("fingerprint {v:016x}"),
+                "node 0's checkpoint is the result",
+                &self.device,
+            ) {
+                Ok(()) => log::info!(
+                    "final weights identical on all {} nodes",
+                    group.world_size()
+                ),
+                Err(e) => log::warn!("{e}"),
+            }
+        }
         Ok(TrainSummary {
             state,
             final_checkpoint: final_path,
@@ -872,6 +1071,71 @@ fn append_line(path: &Path, line: &str) -> Result<(), TrainError> {
         .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))
 }
 
+/// This member's values in a step's all-reduce: `[failed, stop, total loss, parts fingerprint
+/// (two 8-bit pieces and their squares), MAX_LOGGED_PARTS part values]`, a fixed length whatever
+/// the step produced.
+fn step_control(failed: bool, stop: bool, loss: f64, parts: &[(String, f64)]) -> Vec<f32> {
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+    let [f0, f1] = parts_fingerprint(&names);
+    let mut out = vec![
+        flag(failed),
+        flag(stop),
+        loss as f32,
+        f0,
+        f1,
+        f0 * f0,
+        f1 * f1,
+    ];
+    out.extend((0..MAX_LOGGED_PARTS).map(|i| parts.get(i).map(|(_, v)| *v as f32).unwrap_or(0.0)));
+    out
+}
+
+/// A step's summed [`step_control`] values, read back.
+struct StepSums {
+    /// Some member's loss was not finite.
+    failed: bool,
+    /// Some member was asked to stop.
+    stop: bool,
+    /// The mean total loss.
+    loss: f64,
+    /// The mean loss parts, when every member names the same parts.
+    parts: Option<Vec<(String, f64)>>,
+}
+
+impl StepSums {
+    fn read(sums: &[f32], world: usize, local_parts: &[(String, f64)]) -> Self {
+        let w = world as f32;
+        let at = |i: usize| sums.get(i).copied().unwrap_or(f32::NAN);
+        let names: Vec<&str> = local_parts.iter().map(|(n, _)| n.as_str()).collect();
+        let [f0, f1] = parts_fingerprint(&names);
+        // Small integers sum exactly: the sums of the pieces and of their squares are `w`
+        // times this member's iff every member has the same pieces (zero variance).
+        let same_parts =
+            at(3) == w * f0 && at(4) == w * f1 && at(5) == w * f0 * f0 && at(6) == w * f1 * f1;
+        let parts = same_parts.then(|| {
+            local_parts
+                .iter()
+                .enumerate()
+                .map(|(i, (name, local))| {
+                    let mean = if i < MAX_LOGGED_PARTS {
+                        at(7 + i) as f64 / world as f64
+                    } else {
+                        *local
+                    };
+                    (name.clone(), mean)
+                })
+                .collect()
+        });
+        Self {
+            failed: at(0) > 0.0,
+            stop: at(1) > 0.0,
+            loss: at(2) as f64 / world as f64,
+            parts,
+        }
+    }
+}
+
 #[derive(Default)]
 struct IntervalStats {
     n: u64,
@@ -1085,8 +1349,31 @@ where
     L: ResumableLoader<<M as TrainStep>::Input> + 'static,
     H: TaskHooks<B, M> + 'static,
 {
+    launch_in_group(model, optim, schedule, device, run, None)
+}
+
+/// [`launch`] as a member of a data-parallel group (`None`: alone), with the progress display
+/// `ANTMMF_PROGRESS` asks for.
+pub fn launch_in_group<B, M, L, H>(
+    model: M,
+    optim: AntmmfOptimizer<M, B>,
+    schedule: AntMmfLrSchedule,
+    device: B::Device,
+    run: TrainRun<L, H>,
+    group: Option<Arc<dyn AllReduce<B::InnerBackend>>>,
+) -> Result<(M::InnerModule, TrainSummary), TrainError>
+where
+    B: AutodiffBackend,
+    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
+    M::InnerModule: InferenceStep,
+    <M as TrainStep>::Output: LossReport,
+    <<M as TrainStep>::Output as ItemLazy>::ItemSync: Adaptor<LossValues> + 'static,
+    <M::InnerModule as InferenceStep>::Input: 'static,
+    L: ResumableLoader<<M as TrainStep>::Input> + 'static,
+    H: TaskHooks<B, M> + 'static,
+{
     let display = ProgressDisplay::from_env().map_err(TrainError::Setting)?;
-    launch_with_progress(model, optim, schedule, device, run, display)
+    launch_with_group(model, optim, schedule, device, run, display, group)
 }
 
 /// [`launch`] with the progress display given (tests and embedding applications pass
@@ -1098,6 +1385,31 @@ pub fn launch_with_progress<B, M, L, H>(
     device: B::Device,
     run: TrainRun<L, H>,
     display: ProgressDisplay,
+) -> Result<(M::InnerModule, TrainSummary), TrainError>
+where
+    B: AutodiffBackend,
+    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
+    M::InnerModule: InferenceStep,
+    <M as TrainStep>::Output: LossReport,
+    <<M as TrainStep>::Output as ItemLazy>::ItemSync: Adaptor<LossValues> + 'static,
+    <M::InnerModule as InferenceStep>::Input: 'static,
+    L: ResumableLoader<<M as TrainStep>::Input> + 'static,
+    H: TaskHooks<B, M> + 'static,
+{
+    launch_with_group(model, optim, schedule, device, run, display, None)
+}
+
+/// [`launch_with_progress`] as member `group.rank()` of a data-parallel group (`None`: alone).
+/// Every member calls it with the same model, settings and number of batches per epoch, each
+/// with its own shard of the data; member 0 writes `run` (the others write nothing there).
+pub fn launch_with_group<B, M, L, H>(
+    model: M,
+    optim: AntmmfOptimizer<M, B>,
+    schedule: AntMmfLrSchedule,
+    device: B::Device,
+    run: TrainRun<L, H>,
+    display: ProgressDisplay,
+    group: Option<Arc<dyn AllReduce<B::InnerBackend>>>,
 ) -> Result<(M::InnerModule, TrainSummary), TrainError>
 where
     B: AutodiffBackend,
@@ -1121,6 +1433,7 @@ where
     );
     let link = ProgressLink::default();
     strategy.link = link.clone();
+    strategy.group = group;
     let interrupter = Interrupter::new();
     // While the TUI owns the terminal: log records only to the run's log file, and signals stop
     // the loop (their default action would leave the terminal in raw mode). Both end after the

@@ -17,6 +17,7 @@
 //! - open QA: cross-entropy (or BCE for multi-label) of the classifier on the cross pooled output;
 //! - MC-QA: softmax over `similarity_dense` scores of (option, video) pairs.
 
+use crate::distributed::gather_rows;
 use antmmf_data::batch::VideoTextBatch;
 use antmmf_models::losses::{
     MocoInputs, ResampleMethod, bce_with_logits, cross_entropy, hard_negative_index_tensor,
@@ -400,13 +401,35 @@ fn retrieval_losses<B: Backend>(
         .map_err(|e| err(head, e))?;
         parts.push(("level1_similarity_loss", loss));
         if training {
+            let (mut text_keys, mut clip_keys) = (keys.text, keys.video.reshape([b * c, h]));
+            // Data parallelism: every node enqueues the keys of the whole global batch
+            // (AntMMF's `concat_all_gather`), so the queues stay the same on every node.
+            if let Some(g) = crate::distributed::row_gather() {
+                text_keys = gather_rows(g.as_ref(), text_keys).map_err(|e| err(head, e))?;
+                clip_keys = gather_rows(g.as_ref(), clip_keys).map_err(|e| err(head, e))?;
+            }
             model
-                .dequeue_and_enqueue(keys.text, keys.video.reshape([b * c, h]))
+                .dequeue_and_enqueue(text_keys, clip_keys)
                 .map_err(|e| err(head, e))?;
         }
     } else {
-        let loss =
-            l1_mil_nce_loss(clip_sim.div_scalar(s.l1_temperature)).map_err(|e| err(head, e))?;
+        // Data parallelism: the in-batch L1 loss sees the pairs of the whole global batch, as
+        // AntMMF's AllGather: the other nodes' embeddings are constants, gradients flow through
+        // this node's rows (each node's loss is the global batch's; the averaged gradient is
+        // the global loss's divided by the node count, as with DDP in AntMMF).
+        let sim = match crate::distributed::row_gather().filter(|_| training) {
+            Some(g) => {
+                let g = g.as_ref();
+                let text_all = gather_rows(g, text.l1.clone()).map_err(|e| err(head, e))?;
+                let video_all = gather_rows(g, video.l1.clone()).map_err(|e| err(head, e))?;
+                let mask_all = gather_rows(g, batch.clip_mask.clone().float())
+                    .map_err(|e| err(head, e))?
+                    .int();
+                Univl::<B>::l1_clip_similarity(text_all, video_all, Some(mask_all))
+            }
+            None => clip_sim.clone(),
+        };
+        let loss = l1_mil_nce_loss(sim.div_scalar(s.l1_temperature)).map_err(|e| err(head, e))?;
         parts.push(("level1_similarity_loss", loss));
     }
     if let Some(vwm) = &s.snps3.vwm {

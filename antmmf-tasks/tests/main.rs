@@ -7,6 +7,7 @@
 mod checkpointing;
 mod cnvid;
 mod common;
+mod data_parallel;
 mod eval;
 mod learning;
 mod pretrained_mapping;
