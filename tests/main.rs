@@ -9,6 +9,7 @@ mod common;
 mod convert_e2e;
 mod eval_e2e;
 mod kill_resume;
+mod multinode;
 mod snps3_e2e;
 mod train_e2e;
 

@@ -23,6 +23,19 @@ pub fn compiled_backends() -> Vec<BackendKind> {
     out
 }
 
+/// Whether this binary can train over several nodes (cargo feature `collective`).
+pub fn collective_compiled() -> bool {
+    cfg!(feature = "collective")
+}
+
+/// Fails, naming the cargo feature, when `nodes` > 1 and this binary has no collective engine.
+pub fn ensure_collective(nodes: usize) -> Result<(), antmmf_tasks::distributed::DistributedError> {
+    if nodes > 1 && !collective_compiled() {
+        return Err(antmmf_tasks::distributed::DistributedError::NotCompiled { nodes });
+    }
+    Ok(())
+}
+
 /// A generic entry point, called with the selected backend and its devices.
 pub trait BackendVisitor {
     /// What the entry point returns.

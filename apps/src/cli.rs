@@ -1,12 +1,15 @@
 //! The command line every antmmf-rs binary shares, with AntMMF's flag names so users' launch
 //! scripts carry over: `--config`, `--config_override`, trailing `key value` overrides,
 //! `--local_rank` (accepted for launcher compatibility), plus `--backend`, `--devices` and
-//! `--print-config`.
+//! `--print-config`; and `antmmf-train`'s multi-node launch flags ([`LaunchArgs`]), which also
+//! read torch's `WORLD_SIZE`, `RANK`, `MASTER_ADDR` and `MASTER_PORT`.
 
 use antmmf_core::backend::{BackendKind, parse_devices};
 use antmmf_core::{Config, ConfigError, ConfigSources};
+use antmmf_tasks::distributed::{DEFAULT_MASTER_PORT, DEFAULT_TIMEOUT, HostPort, NodeLaunch};
 use clap::Args;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Flags shared by `antmmf-train` and `antmmf-eval`.
 #[derive(Debug, Clone, Args)]
@@ -48,6 +51,18 @@ impl CommonArgs {
     /// Moves flags written after the `key value` pairs (`... batch_size 3 --print-config`) out of
     /// the override list. Only key positions are inspected, so a value such as `-5` stays a value.
     pub fn lift_trailing_flags(&mut self) -> anyhow::Result<()> {
+        self.lift_trailing_flags_with(|_, _| Ok(false))
+    }
+
+    /// [`Self::lift_trailing_flags`], offering each flag that is not a shared one to `extra`
+    /// (with a reader of its value), which returns whether it took it.
+    pub fn lift_trailing_flags_with(
+        &mut self,
+        mut extra: impl FnMut(
+            &str,
+            &mut dyn FnMut(&str) -> anyhow::Result<String>,
+        ) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
         let tokens = std::mem::take(&mut self.overrides);
         let mut kept = Vec::with_capacity(tokens.len());
         let mut it = tokens.into_iter();
@@ -83,7 +98,11 @@ impl CommonArgs {
                     })?);
                 }
                 "--config" => self.config = value("--config")?.into(),
-                other => anyhow::bail!("unexpected flag {other:?} among the `key value` overrides"),
+                other => {
+                    if !extra(other, &mut value)? {
+                        anyhow::bail!("unexpected flag {other:?} among the `key value` overrides")
+                    }
+                }
             }
         }
         self.overrides = kept;
@@ -110,6 +129,125 @@ impl CommonArgs {
             config_override: self.config_override.clone(),
             overrides: self.overrides.clone(),
         }
+    }
+}
+
+/// `antmmf-train`'s multi-node launch: one process per node (and per device), all started with
+/// the same config and `--nodes`, each with its `--node-rank`, all pointing at node 0 with
+/// `--master-addr`. Without these flags, torch's launcher variables are read.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LaunchArgs {
+    /// Node processes in a multi-node run (torch's WORLD_SIZE); 1 = one process.
+    #[arg(long = "nodes", alias = "world-size", value_name = "N")]
+    pub nodes: Option<usize>,
+
+    /// This node's rank, 0..N (RANK); node 0 hosts the rendezvous and writes the run directory.
+    #[arg(long = "node-rank", alias = "node_rank", value_name = "R")]
+    pub node_rank: Option<usize>,
+
+    /// Node 0's rendezvous address (MASTER_ADDR and MASTER_PORT; port 29500 when not given).
+    #[arg(
+        long = "master-addr",
+        alias = "master_addr",
+        value_name = "HOST[:PORT]"
+    )]
+    pub master_addr: Option<String>,
+
+    /// Where this node's tensor service listens and the other nodes reach it (default: the
+    /// interface that reaches the master, port master port + 1 + rank).
+    #[arg(long = "node-addr", alias = "node_addr", value_name = "HOST:PORT")]
+    pub node_addr: Option<String>,
+
+    /// Seconds to wait for the other nodes when joining and at each all-reduce (default 1800).
+    #[arg(long = "collective-timeout", value_name = "SECS")]
+    pub collective_timeout: Option<u64>,
+}
+
+impl LaunchArgs {
+    /// Takes one of the launch flags written among the `key value` overrides (see
+    /// [`CommonArgs::lift_trailing_flags_with`]); returns whether `flag` was one.
+    pub fn take_flag(
+        &mut self,
+        flag: &str,
+        value: &mut dyn FnMut(&str) -> anyhow::Result<String>,
+    ) -> anyhow::Result<bool> {
+        fn number<T: std::str::FromStr>(flag: &str, v: String) -> anyhow::Result<T> {
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("{flag} expects a non-negative integer, got {v:?}"))
+        }
+        match flag {
+            "--nodes" | "--world-size" => self.nodes = Some(number(flag, value(flag)?)?),
+            "--node-rank" | "--node_rank" => self.node_rank = Some(number(flag, value(flag)?)?),
+            "--master-addr" | "--master_addr" => self.master_addr = Some(value(flag)?),
+            "--node-addr" | "--node_addr" => self.node_addr = Some(value(flag)?),
+            "--collective-timeout" => self.collective_timeout = Some(number(flag, value(flag)?)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The node launch the flags describe, else torch's environment variables (`env` reads
+    /// one); `None` for a single process. Flags win over variables.
+    pub fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Option<NodeLaunch>> {
+        let from_env = |name: &str| -> anyhow::Result<Option<usize>> {
+            match env(name) {
+                None => Ok(None),
+                Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                    anyhow::anyhow!("{name} expects a non-negative integer, got {v:?}")
+                }),
+            }
+        };
+        let nodes = match self.nodes {
+            Some(n) => n,
+            None => from_env("WORLD_SIZE")?.unwrap_or(1),
+        };
+        let rank = match self.node_rank {
+            Some(r) => Some(r),
+            None => from_env("RANK")?,
+        };
+        if nodes <= 1 {
+            if nodes == 0 {
+                anyhow::bail!("--nodes: the node count must be at least 1");
+            }
+            if let Some(r) = rank.filter(|r| *r > 0) {
+                anyhow::bail!("--node-rank: {r} is not below --nodes 1 (ranks are 0..0)");
+            }
+            return Ok(None);
+        }
+        let rank = rank.ok_or_else(|| {
+            anyhow::anyhow!(
+                "--node-rank R (0..{}) is required with --nodes {nodes}",
+                nodes - 1
+            )
+        })?;
+        let default_port = match env("MASTER_PORT") {
+            None => DEFAULT_MASTER_PORT,
+            Some(p) => p
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("MASTER_PORT expects a port, got {p:?}"))?,
+        };
+        let (flag, master) = match (&self.master_addr, env("MASTER_ADDR")) {
+            (Some(m), _) => ("--master-addr", m.clone()),
+            (None, Some(m)) => ("--master-addr", m),
+            (None, None) => anyhow::bail!(
+                "--master-addr HOST[:PORT] (node 0's address) is required with --nodes {nodes}"
+            ),
+        };
+        let master = HostPort::parse(flag, &master, Some(default_port))?;
+        let node = self
+            .node_addr
+            .as_deref()
+            .map(|n| HostPort::parse("--node-addr", n, None))
+            .transpose()?;
+        let timeout = self
+            .collective_timeout
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        Ok(Some(NodeLaunch::new(nodes, rank, master, node, timeout)?))
     }
 }
 

@@ -7,8 +7,11 @@
 pub mod backend;
 pub mod cli;
 
-pub use backend::{BackendVisitor, compiled_backends, with_backend, with_backend_checkpointing};
-pub use cli::{ACTED_ON_KEYS, CommonArgs, load_config, warn_ignored_keys};
+pub use backend::{
+    BackendVisitor, collective_compiled, compiled_backends, ensure_collective, with_backend,
+    with_backend_checkpointing,
+};
+pub use cli::{ACTED_ON_KEYS, CommonArgs, LaunchArgs, load_config, warn_ignored_keys};
 
 /// Lets a closed standard output (`antmmf-data check ... | head`) end the process the way Unix
 /// command-line tools end, by SIGPIPE, instead of a panic in `println!` (Rust ignores SIGPIPE by
