@@ -6,7 +6,6 @@
 //! logged, and both end with bit-identical weights; a node whose orchestrator never answers
 //! gives up after `--collective-timeout` instead of hanging.
 
-use crate::common::assert_success;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -103,7 +102,7 @@ fn multi_node_needs_the_collective_feature() {
 #[cfg(feature = "collective")]
 mod with_collective {
     use super::*;
-    use crate::common::{run_dir, weights};
+    use crate::common::{assert_success, run_dir, weights};
     use antmmf_core::checkpoint::Checkpoint;
     use std::net::TcpListener;
     use std::process::{Child, Stdio};

@@ -47,7 +47,15 @@ pub struct CallStats {
     pub values: u64,
     /// Wall time in the calls, in seconds (it includes waiting for slower nodes).
     pub seconds: f64,
+    /// Calls of at most [`SMALL_CALL`] values (control values, gathers), whose time is mostly
+    /// latency.
+    pub small_calls: u64,
+    /// Wall time in the small calls, in seconds.
+    pub small_seconds: f64,
 }
+
+/// The largest all-reduce counted as small in [`CallStats`].
+pub const SMALL_CALL: u64 = 65_536;
 
 /// Runs `f` on a helper thread and waits at most `timeout` for it. On a timeout the thread is
 /// left blocked: the caller treats the group as broken and ends the run.
@@ -216,9 +224,14 @@ impl<B: Backend> AllReduce<B> for CollectiveGroup<B> {
             message: format!("{e:?} (another node may have stopped; see its log)"),
         })?;
         if let Ok(mut s) = self.stats.lock() {
+            let secs = started.elapsed().as_secs_f64();
             s.calls += 1;
             s.values += values;
-            s.seconds += started.elapsed().as_secs_f64();
+            s.seconds += secs;
+            if values <= SMALL_CALL {
+                s.small_calls += 1;
+                s.small_seconds += secs;
+            }
         }
         Ok(Tensor::from_primitive(TensorPrimitive::Float(summed)))
     }
@@ -229,12 +242,15 @@ impl<B: Backend> Drop for CollectiveGroup<B> {
         let s = self.stats();
         if s.calls > 0 {
             log::info!(
-                "node {} of {}: {} all-reduces of {:.2} M values on average, {:.1} ms each",
+                "node {} of {}: {} all-reduces of {:.2} M values on average, {:.1} ms each; \
+                 {} of them of at most {SMALL_CALL} values, {:.1} ms each",
                 self.rank,
                 self.world_size,
                 s.calls,
                 s.values as f64 / s.calls as f64 / 1e6,
-                s.seconds * 1e3 / s.calls as f64
+                s.seconds * 1e3 / s.calls as f64,
+                s.small_calls,
+                s.small_seconds * 1e3 / s.small_calls.max(1) as f64
             );
         }
         // Leaving closes this node's connections cleanly (node 0's orchestrator would log a

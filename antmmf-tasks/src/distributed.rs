@@ -195,14 +195,8 @@ pub struct NodeLaunch {
 }
 
 impl NodeLaunch {
-    /// Validated launch settings.
-    pub fn new(
-        nodes: usize,
-        node_rank: usize,
-        master: HostPort,
-        node: Option<HostPort>,
-        timeout: Duration,
-    ) -> Result<Self, DistributedError> {
+    /// Checks a node count and a rank (`rank < nodes`).
+    pub fn check_rank(nodes: usize, node_rank: usize) -> Result<(), DistributedError> {
         if nodes == 0 {
             return Err(DistributedError::Launch {
                 flag: "--nodes",
@@ -218,6 +212,18 @@ impl NodeLaunch {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// Validated launch settings.
+    pub fn new(
+        nodes: usize,
+        node_rank: usize,
+        master: HostPort,
+        node: Option<HostPort>,
+        timeout: Duration,
+    ) -> Result<Self, DistributedError> {
+        Self::check_rank(nodes, node_rank)?;
         if timeout.is_zero() {
             return Err(DistributedError::Launch {
                 flag: "--collective-timeout",

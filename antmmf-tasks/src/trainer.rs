@@ -562,7 +562,8 @@ where
         let mut since_improvement = 0u64;
         let mut parts_warned = false;
         // Time in the per-step all-reduce (gradients and control values), for the log.
-        let (mut reduce_secs, mut reduce_steps, mut reduce_values) = (0f64, 0u64, 0usize);
+        let (mut reduce_secs, mut reduce_min, mut reduce_steps, mut reduce_values) =
+            (0f64, f64::INFINITY, 0u64, 0usize);
         // The task's contrastive losses gather their embeddings over the group during the
         // training steps of this thread (validation does not).
         let _gather = self.group.clone().map(|g| {
@@ -618,7 +619,9 @@ where
                         &control,
                         &self.device,
                     )?;
-                    reduce_secs += reduce_started.elapsed().as_secs_f64();
+                    let secs = reduce_started.elapsed().as_secs_f64();
+                    reduce_secs += secs;
+                    reduce_min = reduce_min.min(secs);
                     reduce_steps += 1;
                     reduce_values = reduced.values;
                     grads = Some(reduced.grads);
@@ -817,10 +820,12 @@ where
         }
         if reduce_steps > 0 {
             log::info!(
-                "gradient all-reduce: {:.1} ms per step on average over {reduce_steps} steps \
-                 ({:.2} M values; the time includes waiting for slower nodes)",
+                "gradient all-reduce: {:.2} M values per step, {:.1} ms on average over \
+                 {reduce_steps} steps, {:.1} ms at least (the time includes waiting for slower \
+                 nodes; the shortest is closest to the transfer alone)",
+                reduce_values as f64 / 1e6,
                 reduce_secs * 1e3 / reduce_steps as f64,
-                reduce_values as f64 / 1e6
+                reduce_min * 1e3
             );
         }
         if let Some(group) = group {

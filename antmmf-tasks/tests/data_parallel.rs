@@ -45,7 +45,7 @@ struct Round {
 }
 
 impl ThreadGroup {
-    fn new(world: usize) -> Vec<Arc<dyn AllReduce<Inner>>> {
+    fn group(world: usize) -> Vec<Arc<dyn AllReduce<Inner>>> {
         let shared = Arc::new((Mutex::new(Round::default()), Condvar::new()));
         (0..world)
             .map(|rank| {
@@ -322,7 +322,7 @@ fn members(
     tweak: &(dyn Fn(&mut TrainerSettings) + Sync),
 ) -> (Vec<Trained>, Vec<tempfile::TempDir>) {
     let dirs: Vec<tempfile::TempDir> = (0..world).map(|_| tempfile::tempdir().unwrap()).collect();
-    let groups = ThreadGroup::new(world);
+    let groups = ThreadGroup::group(world);
     let results = std::thread::scope(|s| {
         let handles: Vec<_> = groups
             .into_iter()
@@ -495,7 +495,7 @@ fn members_with_different_epochs_refuse_to_start() {
 
 #[test]
 fn all_gather_returns_every_members_value() {
-    let groups = ThreadGroup::new(3);
+    let groups = ThreadGroup::group(3);
     let values = [u64::MAX, 0, 0x1234_5678_9abc_def0];
     let gathered: Vec<Vec<u64>> = std::thread::scope(|s| {
         let handles: Vec<_> = groups
@@ -517,7 +517,7 @@ fn all_gather_returns_every_members_value() {
 #[test]
 fn gathered_rows_carry_gradients_of_the_local_block_only() {
     use antmmf_tasks::distributed::{GroupRowGather, gather_rows};
-    let groups = ThreadGroup::new(2);
+    let groups = ThreadGroup::group(2);
     let results: Vec<(Vec<f32>, Vec<f32>)> = std::thread::scope(|s| {
         let handles: Vec<_> = groups
             .iter()

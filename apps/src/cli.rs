@@ -208,13 +208,8 @@ impl LaunchArgs {
             Some(r) => Some(r),
             None => from_env("RANK")?,
         };
-        if nodes <= 1 {
-            if nodes == 0 {
-                anyhow::bail!("--nodes: the node count must be at least 1");
-            }
-            if let Some(r) = rank.filter(|r| *r > 0) {
-                anyhow::bail!("--node-rank: {r} is not below --nodes 1 (ranks are 0..0)");
-            }
+        NodeLaunch::check_rank(nodes, rank.unwrap_or(0))?;
+        if nodes == 1 {
             return Ok(None);
         }
         let rank = rank.ok_or_else(|| {
