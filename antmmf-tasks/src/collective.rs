@@ -26,6 +26,7 @@ use burn_communication::Address;
 use std::net::TcpListener;
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,9 @@ pub struct CollectiveGroup<B: Backend> {
     world_size: usize,
     timeout: Duration,
     stats: Mutex<CallStats>,
+    /// A call failed: the engine is in an unknown state (a peer is gone, or a call is still
+    /// pending on a helper thread), so nothing more is asked of it.
+    broken: AtomicBool,
     _b: std::marker::PhantomData<fn() -> B>,
 }
 
@@ -188,6 +192,7 @@ impl<B: Backend> CollectiveGroup<B> {
             world_size: launch.nodes,
             timeout: launch.timeout,
             stats: Mutex::new(CallStats::default()),
+            broken: AtomicBool::new(false),
             _b: std::marker::PhantomData,
         })
     }
@@ -208,6 +213,12 @@ impl<B: Backend> AllReduce<B> for CollectiveGroup<B> {
     }
 
     fn all_reduce_sum(&self, tensor: Tensor<B, 1>) -> Result<Tensor<B, 1>, DistributedError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(DistributedError::Collective {
+                what: "all-reduce with the other nodes".into(),
+                message: "an earlier collective call failed".into(),
+            });
+        }
         let values = tensor.dims()[0] as u64;
         let peer = PeerId::from(self.rank);
         let primitive = tensor.into_primitive().tensor();
@@ -218,11 +229,14 @@ impl<B: Backend> AllReduce<B> for CollectiveGroup<B> {
             "another node has stopped or is stuck (see its log), or is still validating: raise \
              --collective-timeout",
             move || all_reduce::<B>(peer, primitive, ReduceOperation::Sum),
-        )?
-        .map_err(|e| DistributedError::Collective {
-            what: "all-reduce with the other nodes".into(),
-            message: format!("{e:?} (another node may have stopped; see its log)"),
-        })?;
+        )
+        .and_then(|r| {
+            r.map_err(|e| DistributedError::Collective {
+                what: "all-reduce with the other nodes".into(),
+                message: format!("{e:?} (another node may have stopped; see its log)"),
+            })
+        })
+        .inspect_err(|_| self.broken.store(true, Ordering::SeqCst))?;
         if let Ok(mut s) = self.stats.lock() {
             let secs = started.elapsed().as_secs_f64();
             s.calls += 1;
@@ -252,6 +266,9 @@ impl<B: Backend> Drop for CollectiveGroup<B> {
                 s.small_calls,
                 s.small_seconds * 1e3 / s.small_calls.max(1) as f64
             );
+        }
+        if self.broken.load(Ordering::SeqCst) {
+            return;
         }
         // Leaving closes this node's connections cleanly (node 0's orchestrator would log a
         // reset otherwise). Node 0 may have exited already: a short wait, failures logged only.
