@@ -204,14 +204,16 @@ impl LaunchArgs {
             Some(n) => n,
             None => from_env("WORLD_SIZE")?.unwrap_or(1),
         };
+        NodeLaunch::check_rank(nodes, self.node_rank.unwrap_or(0))?;
+        if nodes == 1 {
+            // A stray RANK in the environment of a single process is not an error.
+            return Ok(None);
+        }
         let rank = match self.node_rank {
             Some(r) => Some(r),
             None => from_env("RANK")?,
         };
         NodeLaunch::check_rank(nodes, rank.unwrap_or(0))?;
-        if nodes == 1 {
-            return Ok(None);
-        }
         let rank = rank.ok_or_else(|| {
             anyhow::anyhow!(
                 "--node-rank R (0..{}) is required with --nodes {nodes}",
@@ -227,7 +229,7 @@ impl LaunchArgs {
         };
         let (flag, master) = match (&self.master_addr, env("MASTER_ADDR")) {
             (Some(m), _) => ("--master-addr", m.clone()),
-            (None, Some(m)) => ("--master-addr", m),
+            (None, Some(m)) => ("MASTER_ADDR", m),
             (None, None) => anyhow::bail!(
                 "--master-addr HOST[:PORT] (node 0's address) is required with --nodes {nodes}"
             ),
@@ -268,4 +270,80 @@ pub fn load_config(args: &CommonArgs) -> Result<Config, ConfigError> {
     config.training_parameters()?;
     config.optimizer_attributes()?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn launch_from_flags_or_torch_variables() {
+        let none = LaunchArgs::default();
+        assert_eq!(none.resolve(env(&[])).unwrap(), None);
+        // A stray RANK without WORLD_SIZE: one process.
+        assert_eq!(none.resolve(env(&[("RANK", "3")])).unwrap(), None);
+        let torch = [
+            ("WORLD_SIZE", "4"),
+            ("RANK", "2"),
+            ("MASTER_ADDR", "10.0.0.1"),
+            ("MASTER_PORT", "29600"),
+        ];
+        let l = none.resolve(env(&torch)).unwrap().unwrap();
+        assert_eq!((l.nodes, l.node_rank), (4, 2));
+        assert_eq!(l.master.to_string(), "10.0.0.1:29600");
+        assert_eq!((l.node.clone(), l.timeout), (None, DEFAULT_TIMEOUT));
+        // Flags win over the variables.
+        let flags = LaunchArgs {
+            nodes: Some(2),
+            node_rank: Some(1),
+            master_addr: Some("node0".into()),
+            node_addr: Some("10.0.0.2:7000".into()),
+            collective_timeout: Some(30),
+        };
+        let l = flags.resolve(env(&torch)).unwrap().unwrap();
+        assert_eq!((l.nodes, l.node_rank), (2, 1));
+        assert_eq!(l.master.to_string(), "node0:29600");
+        assert_eq!(l.node.unwrap().to_string(), "10.0.0.2:7000");
+        assert_eq!(l.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_launches_are_named() {
+        let err = |args: LaunchArgs, vars: &[(&str, &str)]| {
+            args.resolve(env(vars)).unwrap_err().to_string()
+        };
+        let two = LaunchArgs {
+            nodes: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(
+            err(two.clone(), &[]),
+            "--node-rank R (0..1) is required with --nodes 2"
+        );
+        assert_eq!(
+            err(two.clone(), &[("RANK", "0")]),
+            "--master-addr HOST[:PORT] (node 0's address) is required with --nodes 2"
+        );
+        assert_eq!(
+            err(two.clone(), &[("RANK", "x")]),
+            "RANK expects a non-negative integer, got \"x\""
+        );
+        assert_eq!(
+            err(two, &[("RANK", "1"), ("MASTER_ADDR", "a:b:c")]),
+            "MASTER_ADDR: \"a:b:c\": write IPv6 addresses in brackets, e.g. [::1]:29500"
+        );
+        let zero = LaunchArgs {
+            nodes: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(err(zero, &[]), "--nodes: the node count must be at least 1");
+    }
 }
