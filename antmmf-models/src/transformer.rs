@@ -11,9 +11,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// The additive value that masked attention scores receive (`torch.finfo(float32).min`, as in
-/// transformers). Finite on purpose: a row whose keys are all masked becomes uniform, never NaN.
-pub const MASKED_SCORE: f32 = f32::MIN;
+/// The additive value that masked attention scores receive: finite in f32 and in bf16 (transformers
+/// uses its dtype's `finfo.min`; `f32::MIN` overflows to -inf in bf16, where `0 * -inf` makes the
+/// additive mask NaN). Finite on purpose: a row whose keys are all masked becomes uniform, never
+/// NaN, and after the softmax it acts exactly as `f32::MIN` does.
+pub const MASKED_SCORE: f32 = -3.0e38;
 
 /// A hidden activation, spelled as HF `config.json` spells `hidden_act`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -6,6 +6,7 @@ pub mod distributed;
 pub mod eval;
 pub mod metrics;
 pub mod optim;
+pub mod precision;
 pub mod progress;
 pub mod run;
 pub mod schedule;

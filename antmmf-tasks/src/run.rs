@@ -74,6 +74,7 @@ pub const ACTED_ON_KEYS: &[&str] = &[
     "training_parameters.pretrained_mapping.**",
     "training_parameters.gradient_accumulation_steps",
     "training_parameters.skip_nan_steps",
+    "training_parameters.enable_amp",
     "training_parameters.logger_level",
     "training_parameters.local_rank",
     "training_parameters.distributed",
@@ -171,6 +172,9 @@ pub enum RunError {
     /// The multi-node group could not be joined or failed.
     #[error(transparent)]
     Distributed(#[from] DistributedError),
+    /// The training precision (`enable_amp`) could not be set up.
+    #[error(transparent)]
+    Precision(#[from] crate::precision::PrecisionError),
     /// A checkpoint could not be read.
     #[error(transparent)]
     Checkpoint(#[from] antmmf_core::checkpoint::CheckpointError),
@@ -223,9 +227,9 @@ impl RunPlan {
         let training = config.training_parameters()?;
         config.optimizer_attributes()?;
         if training.enable_amp {
-            log::warn!(
-                "training_parameters.enable_amp: mixed precision is not available in this build \
-                 (Burn 0.21 has no autocast or loss scaling); training runs in f32"
+            log::info!(
+                "training_parameters.enable_amp: training in bf16 (parameters, activations, \
+                 gradients and optimizer state; Burn 0.21 has no autocast)"
             );
         }
         let run_type = training.run_type()?;
@@ -1108,6 +1112,12 @@ pub fn build_model<B: Backend>(
     for r in reports {
         log::info!("{r}");
     }
+    // Pretrained files are read as f32; with enable_amp every parameter trains in bf16.
+    let univl = if plan.training.enable_amp {
+        crate::precision::cast_float_params(univl, crate::precision::training_float_dtype(true))
+    } else {
+        univl
+    };
     Ok(UnivlTask {
         univl,
         settings: plan.task.clone(),
@@ -1137,6 +1147,8 @@ pub fn run_with<B: AutodiffBackend>(
     device: B::Device,
     options: &RunOptions,
 ) -> Result<RunReport, RunError> {
+    // Before any tensor exists on the device: its default float dtype is fixed at first use.
+    crate::precision::set_training_precision::<B>(&device, plan.training.enable_amp)?;
     let Some(launch) = options.launch.as_ref().filter(|l| l.nodes > 1) else {
         return run_in_group::<B>(plan, device, None);
     };
