@@ -235,8 +235,12 @@ pub struct LogRecord {
     pub loss: f64,
     /// Mean loss parts over the interval.
     pub parts: BTreeMap<String, f64>,
-    /// Seconds per iteration over the interval.
+    /// Seconds per iteration over the interval: the step (forward, backward, optimizer), without
+    /// the wait for the batch.
     pub sec_per_iter: f64,
+    /// Seconds per iteration the step waited for its batch from the loader (the device idles).
+    #[serde(default)]
+    pub data_wait_per_iter: f64,
     /// Global gradient norm of the last step.
     pub grad_norm: Option<f64>,
 }
@@ -574,10 +578,15 @@ where
         });
         'epochs: while !done(&state) {
             let mut produced = false;
-            let iter = self
+            let mut iter = self
                 .loader
                 .iter_from(state.epoch as usize, state.batch_in_epoch as usize);
-            for batch in iter {
+            loop {
+                // The time the step waits for its batch: the loader's workers falling behind
+                // the device (logged as `data wait`).
+                let waited = Instant::now();
+                let Some(batch) = iter.next() else { break };
+                let data_secs = waited.elapsed().as_secs_f64();
                 produced = true;
                 state.iteration += 1;
                 state.batch_in_epoch += 1;
@@ -711,7 +720,7 @@ where
                         learner.load_model(updated.into_record());
                     }
                 }
-                interval.add(loss, &parts, started.elapsed().as_secs_f64());
+                interval.add(loss, &parts, started.elapsed().as_secs_f64(), data_secs);
                 let lr = learner.lr_current();
                 processor.process_train(LearnerEvent::ProcessedItem(TrainingItem::new(
                     item,
@@ -1147,13 +1156,15 @@ struct IntervalStats {
     loss: f64,
     parts: BTreeMap<String, f64>,
     secs: f64,
+    data_secs: f64,
 }
 
 impl IntervalStats {
-    fn add(&mut self, loss: f64, parts: &[(String, f64)], secs: f64) {
+    fn add(&mut self, loss: f64, parts: &[(String, f64)], secs: f64, data_secs: f64) {
         self.n += 1;
         self.loss += loss;
         self.secs += secs;
+        self.data_secs += data_secs;
         for (k, v) in parts {
             *self.parts.entry(k.clone()).or_insert(0.0) += v;
         }
@@ -1167,6 +1178,7 @@ impl IntervalStats {
             loss: self.loss / n,
             parts: self.parts.iter().map(|(k, v)| (k.clone(), v / n)).collect(),
             sec_per_iter: self.secs / n,
+            data_wait_per_iter: self.data_secs / n,
             grad_norm,
         };
         *self = Self::default();
@@ -1188,6 +1200,7 @@ fn write_train_scalars(w: &mut antmmf_core::tensorboard::EventWriter, r: &LogRec
         ("train/total_loss".into(), r.loss),
         ("train/lr".into(), r.lr),
         ("train/sec_per_iter".into(), r.sec_per_iter),
+        ("train/data_wait_per_iter".into(), r.data_wait_per_iter),
     ];
     if let Some(g) = r.grad_norm {
         values.push(("train/grad_norm".into(), g));
@@ -1209,14 +1222,15 @@ fn log_line(r: &LogRecord, s: &TrainerSettings, per_epoch: u64, state: &LoopStat
     let eta = if total > r.iteration {
         format!(
             ", ETA {:.0}s",
-            (total - r.iteration) as f64 * r.sec_per_iter
+            (total - r.iteration) as f64 * (r.sec_per_iter + r.data_wait_per_iter)
         )
     } else {
         String::new()
     };
     let parts: Vec<String> = r.parts.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
     log::info!(
-        "progress: {}/{}, epoch {}, total_loss {:.4} ({}), lr {:.3e}, {:.3} s/it{eta}",
+        "progress: {}/{}, epoch {}, total_loss {:.4} ({}), lr {:.3e}, {:.3} s/it, data wait \
+         {:.3} s/it{eta}",
         r.iteration,
         if total > 0 {
             total.to_string()
@@ -1227,7 +1241,8 @@ fn log_line(r: &LogRecord, s: &TrainerSettings, per_epoch: u64, state: &LoopStat
         r.loss,
         parts.join(", "),
         r.lr,
-        r.sec_per_iter
+        r.sec_per_iter,
+        r.data_wait_per_iter
     );
 }
 
