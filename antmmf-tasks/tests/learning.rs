@@ -3,7 +3,8 @@
 //! `configs/synthetic/`, trained and evaluated by `run::<Autodiff<Flex>>` on the CPU, must score
 //! far above chance on the held-out clips:
 //! - retrieval: text-to-video R@1 at least 10x chance (chance = 100 / held-out videos, in percent);
-//! - open QA: accuracy at least 2x the majority answer's share of the held-out questions.
+//! - open QA: accuracy at least 1.6x the question-type prior (the best an answer-free guess by
+//!   question kind does: 25 %), which takes reading at least one attribute from the frames.
 //!
 //! The retrieval test does not reach its threshold yet and is ignored (see its note).
 //!
@@ -43,17 +44,7 @@ fn vocab() -> PathBuf {
 /// Generates the synthetic set into `dir`: every shape x colour x direction combination (4 x 4 x
 /// 4) four times in train, and 64 held-out clips (each combination once), 8 frames of 64x64.
 fn synthetic_set(dir: &Path) -> SyntheticSummary {
-    let cfg = SyntheticConfig {
-        num_train_videos: 256,
-        num_test_videos: 64,
-        frames: 8,
-        width: 64,
-        height: 64,
-        seed: 0,
-        train_captions_per_video: 3,
-        test_captions_per_video: 1,
-        ..SyntheticConfig::default()
-    };
+    let cfg = synthetic_config();
     let started = Instant::now();
     let summary = generate(&cfg, dir).expect("generate the synthetic set");
     eprintln!(
@@ -63,6 +54,21 @@ fn synthetic_set(dir: &Path) -> SyntheticSummary {
         started.elapsed().as_secs_f64()
     );
     summary
+}
+
+/// The settings [`synthetic_set`] generates with.
+fn synthetic_config() -> SyntheticConfig {
+    SyntheticConfig {
+        num_train_videos: 256,
+        num_test_videos: 64,
+        frames: 8,
+        width: 64,
+        height: 64,
+        seed: 0,
+        train_captions_per_video: 3,
+        test_captions_per_video: 1,
+        ..SyntheticConfig::default()
+    }
 }
 
 /// Loads `configs/synthetic/<name>` with the data, vocabulary and run folder pointed at `data`
@@ -155,8 +161,13 @@ fn retrieval_from_scratch_retrieves_held_out_videos_far_above_chance() {
     );
 }
 
+/// Open QA: the held-out accuracy must reach 1.6x the question-type prior, the accuracy of the
+/// best answer-free strategy: tell the attribute a question asks about from its words, then give
+/// that attribute's most frequent held-out answer (25 % on the generated set, where every
+/// combination is held out once). Beating it by that much needs the video: reading one attribute
+/// from the frames (the colour) and guessing the other two gives 50 %.
 #[test]
-fn open_qa_from_scratch_answers_held_out_questions_far_above_majority() {
+fn open_qa_from_scratch_answers_held_out_questions_far_above_the_question_prior() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
     let summary = synthetic_set(&data);
@@ -166,7 +177,7 @@ fn open_qa_from_scratch_answers_held_out_questions_far_above_majority() {
         Some(summary.labels.as_slice()),
         "configs/synthetic/vqa.yml's labels are the generated set's"
     );
-    // The majority answer's share of the held-out questions, from the written annotations.
+    // Held-out answer counts, from the written annotations.
     let text = std::fs::read_to_string(data.join("vqa_test.jsonl")).expect("read vqa_test.jsonl");
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for line in text.lines() {
@@ -176,22 +187,50 @@ fn open_qa_from_scratch_answers_held_out_questions_far_above_majority() {
             .or_default() += 1;
     }
     let total: usize = counts.values().sum();
+    // The question-type prior: each attribute's most frequent answer, over all questions.
+    let cfg = synthetic_config();
+    let kinds: [Vec<&str>; 3] = [
+        cfg.colours().iter().map(|c| c.name()).collect(),
+        cfg.directions().iter().map(|d| d.name()).collect(),
+        cfg.shapes().iter().map(|s| s.name()).collect(),
+    ];
+    let best_per_kind: usize = kinds
+        .iter()
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| counts.get(*n).copied().unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        })
+        .sum();
+    let typed: usize = kinds
+        .iter()
+        .flatten()
+        .map(|n| counts.get(*n).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        typed, total,
+        "every held-out answer is a colour, direction or shape"
+    );
+    let prior = best_per_kind as f64 / total as f64;
     let majority = *counts.values().max().expect("questions") as f64 / total as f64;
     let (report, secs) = train_and_test(&plan);
     let m = test_metrics(&report);
     let acc = m["test/accuracy"];
     eprintln!(
-        "open QA: {total} held-out questions, majority answer {:.1} %: accuracy {:.1} % \
-         ({:.0} s of training and evaluation)",
+        "open QA: {total} held-out questions, question-type prior {:.1} %, majority answer \
+         {:.1} %: accuracy {:.1} % ({:.0} s of training and evaluation)",
+        100.0 * prior,
         100.0 * majority,
         100.0 * acc,
         secs
     );
     eprintln!("open QA metrics: {m:?}");
     assert!(
-        acc >= 2.0 * majority,
-        "accuracy {:.1} % is under 2x the majority answer ({:.1} %)",
+        acc >= 1.6 * prior,
+        "accuracy {:.1} % is under 1.6x the question-type prior ({:.1} %)",
         100.0 * acc,
-        200.0 * majority
+        160.0 * prior
     );
 }
