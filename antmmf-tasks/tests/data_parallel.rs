@@ -5,11 +5,11 @@
 //! on one member is everyone's. (The multi-process run over burn-collective is
 //! `tests/multinode.rs`, `scripts/test-multinode.sh`.)
 
+use crate::common::{toy_schedule, toy_settings};
 use antmmf_core::run_dir::RunDir;
 use antmmf_tasks::distributed::{AllReduce, DistributedError, all_gather_u64};
 use antmmf_tasks::optim::{AntmmfOptimizer, AntmmfOptimizerConfig};
 use antmmf_tasks::progress::{LossValues, ProgressDisplay};
-use antmmf_tasks::schedule::{AntMmfLrSchedule, LrScheduleConfig};
 use antmmf_tasks::trainer::{
     LossReport, ResumableLoader, StartFrom, TaskHooks, TrainError, TrainRun, TrainSummary,
     TrainerSettings, launch_with_group,
@@ -227,24 +227,6 @@ impl TaskHooks<B, Toy<B>> for Hooks {
     }
 }
 
-fn settings(max_iterations: u64) -> TrainerSettings {
-    TrainerSettings {
-        max_iterations: Some(max_iterations),
-        max_epochs: None,
-        log_interval: 5,
-        snapshot_interval: 10,
-        max_ckpt_num: Some(2),
-        monitored_metric: "val/mse".into(),
-        metric_minimize: true,
-        should_early_stop: false,
-        patience: 1000,
-        grad_accumulation: 1,
-        skip_nan_steps: false,
-        seed: 7,
-        validate: true,
-    }
-}
-
 /// Fixed initial weights (the backend's global seed is shared by the parallel tests).
 fn model() -> Toy<B> {
     let d = Default::default();
@@ -256,19 +238,6 @@ fn model() -> Toy<B> {
             bias: Some(burn::module::Param::from_tensor(bias)),
         },
     }
-}
-
-fn schedule() -> AntMmfLrSchedule {
-    let cfg = LrScheduleConfig {
-        lr_scheduler: true,
-        lr_steps: vec![25],
-        lr_ratio: 0.5,
-        use_warmup: true,
-        warmup_factor: 0.2,
-        warmup_iterations: 5,
-        ..Default::default()
-    };
-    AntMmfLrSchedule::new(0.05, &cfg, 12).unwrap()
 }
 
 type Trained = Result<(Toy<Inner>, TrainSummary), TrainError>;
@@ -289,7 +258,7 @@ fn member(
         },
         &m,
     );
-    let mut s = settings(30);
+    let mut s = toy_settings(30);
     tweak(&mut s);
     let run = RunDir::at(dir, "toy");
     if group.as_ref().is_none_or(|g| g.rank() == 0) {
@@ -306,7 +275,7 @@ fn member(
     launch_with_group(
         m,
         optim,
-        schedule(),
+        toy_schedule(),
         Default::default(),
         train_run,
         ProgressDisplay::Plain,

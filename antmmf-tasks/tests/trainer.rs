@@ -2,10 +2,10 @@
 //! checkpoint, bit-exact resume with `restart False`, non-finite losses, early stopping, and the
 //! progress events and plain progress output, and burn's TUI on a pseudo-terminal.
 
+use crate::common::{toy_schedule, toy_settings};
 use antmmf_core::run_dir::RunDir;
 use antmmf_tasks::optim::{AntmmfOptimizer, AntmmfOptimizerConfig};
 use antmmf_tasks::progress::{LossValues, PROGRESS_ENV, ProgressDisplay};
-use antmmf_tasks::schedule::{AntMmfLrSchedule, LrScheduleConfig};
 use antmmf_tasks::trainer::{
     LossReport, ResumableLoader, StartFrom, TaskHooks, TrainError, TrainRun, TrainerSettings,
     launch, launch_with_progress,
@@ -152,24 +152,6 @@ where
     }
 }
 
-fn settings(max_iterations: u64) -> TrainerSettings {
-    TrainerSettings {
-        max_iterations: Some(max_iterations),
-        max_epochs: None,
-        log_interval: 5,
-        snapshot_interval: 10,
-        max_ckpt_num: Some(2),
-        monitored_metric: "val/mse".into(),
-        metric_minimize: true,
-        should_early_stop: false,
-        patience: 1000,
-        grad_accumulation: 1,
-        skip_nan_steps: false,
-        seed: 7,
-        validate: true,
-    }
-}
-
 /// Fixed initial weights: tests of one binary run in parallel, so the backend's global seed is
 /// no source of reproducible weights here.
 fn model() -> Toy<B> {
@@ -182,19 +164,6 @@ fn model() -> Toy<B> {
             bias: Some(burn::module::Param::from_tensor(bias)),
         },
     }
-}
-
-fn schedule() -> AntMmfLrSchedule {
-    let cfg = LrScheduleConfig {
-        lr_scheduler: true,
-        lr_steps: vec![25],
-        lr_ratio: 0.5,
-        use_warmup: true,
-        warmup_factor: 0.2,
-        warmup_iterations: 5,
-        ..Default::default()
-    };
-    AntMmfLrSchedule::new(0.05, &cfg, 12).unwrap()
 }
 
 type Trained = (Toy<Inner>, antmmf_tasks::trainer::TrainSummary);
@@ -235,7 +204,7 @@ fn run_shown(
         },
         &m,
     );
-    let mut s = settings(max_iterations);
+    let mut s = toy_settings(max_iterations);
     tweak(&mut s);
     let run = RunDir::at(dir, "toy");
     std::fs::create_dir_all(run.models_dir()).unwrap();
@@ -257,10 +226,15 @@ fn run_shown(
         start,
     };
     match display {
-        Some(display) => {
-            launch_with_progress(m, optim, schedule(), Default::default(), train_run, display)
-        }
-        None => launch(m, optim, schedule(), Default::default(), train_run),
+        Some(display) => launch_with_progress(
+            m,
+            optim,
+            toy_schedule(),
+            Default::default(),
+            train_run,
+            display,
+        ),
+        None => launch(m, optim, toy_schedule(), Default::default(), train_run),
     }
 }
 
