@@ -94,11 +94,19 @@ fn native_checkpoint_loads_by_name_then_copies_mapped_module_paths() {
     );
     assert_ne!(text_pooler, own_cross_pooler);
 
-    // The "fine-tuning" run: open QA (a classifier the checkpoint lacks), seed 2.
+    // The "fine-tuning" run: open QA (a classifier the checkpoint lacks), seed 2, with the
+    // retrieval config's one BERT layer (vqa.yml has two).
     let target_plan = plan(
         "vqa",
         Some(MAPPED_POOLER),
-        &["training_parameters.seed", "2"],
+        &[
+            "training_parameters.seed",
+            "2",
+            "model_attributes.univl.text_encoder.params.num_hidden_layers",
+            "1",
+            "model_attributes.univl.cross_encoder.params.num_hidden_layers",
+            "1",
+        ],
     );
     assert!(target_plan.training.load_pretrained);
     assert_eq!(target_plan.training.pretrained_mapping.len(), 2);
