@@ -10,7 +10,8 @@
 //! range, so no loss scaling is needed (AntMMF's fp16 `GradScaler` settings, `amp_attributes`,
 //! have nothing to act on). Checkpoints are written in f32 as always and load into either
 //! precision. The accuracy cost against f32 is measured on the synthetic learning task
-//! (docs/BENCHMARKS.md). f32 master weights (bf16 compute, f32 optimizer) would need every
+//! (docs/BENCHMARKS.md). Runs with MoCo (`with_moco`) train in f32 whatever `enable_amp` says:
+//! the momentum encoders' updates, `1 - M` = 1e-4 of a weight, vanish in bf16. f32 master weights (bf16 compute, f32 optimizer) would need every
 //! tensor a model creates to follow its input's dtype, which Burn 0.21's creation ops do not.
 
 use burn::module::{Module, ModuleMapper, Param};

@@ -224,14 +224,8 @@ pub struct RunPlan {
 impl RunPlan {
     /// Reads and validates everything a run needs from `config`.
     pub fn from_config(config: &Config) -> Result<Self, RunError> {
-        let training = config.training_parameters()?;
+        let mut training = config.training_parameters()?;
         config.optimizer_attributes()?;
-        if training.enable_amp {
-            log::info!(
-                "training_parameters.enable_amp: training in bf16 (parameters, activations, \
-                 gradients and optimizer state; Burn 0.21 has no autocast)"
-            );
-        }
         let run_type = training.run_type()?;
         let head_name = config
             .get("model_attributes.univl.training_head_type")
@@ -329,6 +323,23 @@ impl RunPlan {
         let seed = training.seed_policy().resolve();
         if training.seed == Some(-1) || training.seed.is_none() {
             log::info!("seed: {seed} (drawn; set training_parameters.seed {seed} to repeat)");
+        }
+        // MoCo's momentum encoders move by (1 - M) of the difference per step (AntMMF: M =
+        // 0.9999), far below bf16's resolution (2^-8 of a value): in bf16 they would never move.
+        if training.enable_amp && model.with_moco {
+            log::warn!(
+                "training_parameters.enable_amp with model_attributes.univl.with_moco: the \
+                 momentum encoders' updates (1 - M = {:.0e} of a weight) are below bf16's \
+                 resolution (4e-3), so this run trains in f32",
+                1.0 - model.momentum
+            );
+            training.enable_amp = false;
+        }
+        if training.enable_amp {
+            log::info!(
+                "training_parameters.enable_amp: training in bf16 (parameters, activations, \
+                 gradients and optimizer state; Burn 0.21 has no autocast)"
+            );
         }
         // CNVid's hard-sample curriculum: its per-iteration draws derive from the run's seed.
         let task = TaskSettings {
@@ -1532,5 +1543,29 @@ mod tests {
         std::fs::write(&torch, b"PK\x03\x04 zip archive of a torch checkpoint").unwrap();
         assert!(!is_native_checkpoint(&torch));
         assert!(!is_native_checkpoint(&dir.path().join("missing.ckpt")));
+    }
+
+    /// The quickstart config with `overrides` on top.
+    fn quickstart_plan(overrides: &[&str]) -> RunPlan {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let config = Config::load(&antmmf_core::ConfigSources {
+            config: Some(root.join("configs/quickstart.yml")),
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+        RunPlan::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn moco_runs_train_in_f32_even_with_enable_amp() {
+        let amp = ["training_parameters.enable_amp", "True"];
+        assert!(quickstart_plan(&amp).training.enable_amp);
+        let moco = ["model_attributes.univl.with_moco", "True"];
+        assert!(
+            !quickstart_plan(&[&amp[..], &moco[..]].concat())
+                .training
+                .enable_amp
+        );
     }
 }
