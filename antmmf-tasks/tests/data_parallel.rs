@@ -5,22 +5,19 @@
 //! on one member is everyone's. (The multi-process run over burn-collective is
 //! `tests/multinode.rs`, `scripts/test-multinode.sh`.)
 
-use crate::common::{toy_schedule, toy_settings};
+use crate::common::toy::{Batch, Toy, toy_model as model, toy_schedule, toy_settings};
 use antmmf_core::run_dir::RunDir;
 use antmmf_tasks::distributed::{AllReduce, DistributedError, all_gather_u64};
 use antmmf_tasks::optim::{AntmmfOptimizer, AntmmfOptimizerConfig};
-use antmmf_tasks::progress::{LossValues, ProgressDisplay};
+use antmmf_tasks::progress::ProgressDisplay;
 use antmmf_tasks::trainer::{
-    LossReport, ResumableLoader, StartFrom, TaskHooks, TrainError, TrainRun, TrainSummary,
-    TrainerSettings, launch_with_group,
+    ResumableLoader, StartFrom, TaskHooks, TrainError, TrainRun, TrainSummary, TrainerSettings,
+    launch_with_group,
 };
 use burn::backend::{Autodiff, Flex};
-use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use burn::train::metric::Adaptor;
-use burn::train::{InferenceStep, ItemLazy, TrainOutput, TrainStep};
+use burn::train::InferenceStep;
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -106,64 +103,6 @@ impl AllReduce<Inner> for ThreadGroup {
     }
 }
 
-#[derive(Module, Debug)]
-struct Toy<B: Backend> {
-    lin: Linear<B>,
-}
-
-#[derive(Clone, Debug)]
-struct Batch<B: Backend> {
-    x: Tensor<B, 2>,
-    y: Tensor<B, 2>,
-}
-
-struct Out {
-    loss: f64,
-}
-
-impl ItemLazy for Out {
-    type ItemSync = Out;
-    fn sync(self) -> Out {
-        self
-    }
-}
-
-impl LossReport for Out {
-    fn total_loss(&self) -> f64 {
-        self.loss
-    }
-    fn loss_parts(&self) -> Vec<(String, f64)> {
-        vec![("mse".into(), self.loss)]
-    }
-}
-
-impl Adaptor<LossValues> for Out {
-    fn adapt(&self) -> LossValues {
-        LossValues::of(self)
-    }
-}
-
-impl TrainStep for Toy<B> {
-    type Input = Batch<B>;
-    type Output = Out;
-    fn step(&self, b: Batch<B>) -> TrainOutput<Out> {
-        let loss = (self.lin.forward(b.x) - b.y).powf_scalar(2.0).mean();
-        let value = loss.clone().into_scalar() as f64;
-        TrainOutput::new(self, loss.backward(), Out { loss: value })
-    }
-}
-
-impl InferenceStep for Toy<Inner> {
-    type Input = Batch<Inner>;
-    type Output = Out;
-    fn step(&self, b: Batch<Inner>) -> Out {
-        let loss = (self.lin.forward(b.x) - b.y).powf_scalar(2.0).mean();
-        Out {
-            loss: loss.into_scalar() as f64,
-        }
-    }
-}
-
 /// Global batches of 16 rows of y = x . [1, -2, 0.5] + 0.3 from (epoch, batch); shard `r` of
 /// `n` holds rows `r*16/n..(r+1)*16/n` of each (the whole batch when `n` is 1).
 struct Data {
@@ -224,19 +163,6 @@ impl TaskHooks<B, Toy<B>> for Hooks {
         };
         let loss = InferenceStep::step(model, data.batch::<Inner>(99, 0)).loss;
         Ok(BTreeMap::from([("val/mse".to_string(), loss)]))
-    }
-}
-
-/// Fixed initial weights (the backend's global seed is shared by the parallel tests).
-fn model() -> Toy<B> {
-    let d = Default::default();
-    let weight = Tensor::<B, 2>::from_data(TensorData::new(vec![0.1f32, 0.2, -0.3], [3, 1]), &d);
-    let bias = Tensor::<B, 1>::from_data(TensorData::new(vec![0.05f32], [1]), &d);
-    Toy {
-        lin: Linear {
-            weight: burn::module::Param::from_tensor(weight),
-            bias: Some(burn::module::Param::from_tensor(bias)),
-        },
     }
 }
 

@@ -2,91 +2,30 @@
 //! checkpoint, bit-exact resume with `restart False`, non-finite losses, early stopping, and the
 //! progress events and plain progress output, and burn's TUI on a pseudo-terminal.
 
-use crate::common::{toy_schedule, toy_settings};
+use crate::common::toy::{Batch, Toy, toy_model as model, toy_schedule, toy_settings};
 use antmmf_core::run_dir::RunDir;
 use antmmf_tasks::optim::{AntmmfOptimizer, AntmmfOptimizerConfig};
-use antmmf_tasks::progress::{LossValues, PROGRESS_ENV, ProgressDisplay};
+use antmmf_tasks::progress::{PROGRESS_ENV, ProgressDisplay};
 use antmmf_tasks::trainer::{
-    LossReport, ResumableLoader, StartFrom, TaskHooks, TrainError, TrainRun, TrainerSettings,
-    launch, launch_with_progress,
+    ResumableLoader, StartFrom, TaskHooks, TrainError, TrainRun, TrainerSettings, launch,
+    launch_with_progress,
 };
 use burn::backend::{Autodiff, Flex};
-use burn::module::{AutodiffModule, Module};
-use burn::nn::Linear;
+use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use burn::train::metric::{Adaptor, MetricDefinition, MetricId};
+use burn::train::metric::{MetricDefinition, MetricId};
 use burn::train::renderer::{
     EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
     MetricsRendererTraining, ProgressType, TrainingProgress,
 };
-use burn::train::{InferenceStep, Interrupter, ItemLazy, LearnerSummary, TrainOutput, TrainStep};
+use burn::train::{InferenceStep, Interrupter, LearnerSummary};
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 type B = Autodiff<Flex>;
 type Inner = Flex;
-
-#[derive(Module, Debug)]
-struct Toy<B: Backend> {
-    lin: Linear<B>,
-}
-
-/// x [N, 3] and y [N, 1].
-#[derive(Clone, Debug)]
-struct Batch<B: Backend> {
-    x: Tensor<B, 2>,
-    y: Tensor<B, 2>,
-}
-
-struct Out {
-    loss: f64,
-}
-
-impl ItemLazy for Out {
-    type ItemSync = Out;
-    fn sync(self) -> Out {
-        self
-    }
-}
-
-impl LossReport for Out {
-    fn total_loss(&self) -> f64 {
-        self.loss
-    }
-    fn loss_parts(&self) -> Vec<(String, f64)> {
-        vec![("mse".into(), self.loss)]
-    }
-}
-
-impl Adaptor<LossValues> for Out {
-    fn adapt(&self) -> LossValues {
-        LossValues::of(self)
-    }
-}
-
-impl TrainStep for Toy<B> {
-    type Input = Batch<B>;
-    type Output = Out;
-    fn step(&self, b: Batch<B>) -> TrainOutput<Out> {
-        let pred = self.lin.forward(b.x);
-        let loss = (pred - b.y).powf_scalar(2.0).mean();
-        let value: f64 = loss.clone().into_scalar() as f64;
-        TrainOutput::new(self, loss.backward(), Out { loss: value })
-    }
-}
-
-impl InferenceStep for Toy<Inner> {
-    type Input = Batch<Inner>;
-    type Output = Out;
-    fn step(&self, b: Batch<Inner>) -> Out {
-        let loss = (self.lin.forward(b.x) - b.y).powf_scalar(2.0).mean();
-        Out {
-            loss: loss.into_scalar() as f64,
-        }
-    }
-}
 
 /// Deterministic batches of y = x . [1, -2, 0.5] + 0.3, from (seed, epoch, batch); one batch
 /// can be poisoned with NaN.
@@ -149,20 +88,6 @@ where
             "val/mse".to_string(),
             total / self.val.batches as f64,
         )]))
-    }
-}
-
-/// Fixed initial weights: tests of one binary run in parallel, so the backend's global seed is
-/// no source of reproducible weights here.
-fn model() -> Toy<B> {
-    let d = Default::default();
-    let weight = Tensor::<B, 2>::from_data(TensorData::new(vec![0.1f32, 0.2, -0.3], [3, 1]), &d);
-    let bias = Tensor::<B, 1>::from_data(TensorData::new(vec![0.05f32], [1]), &d);
-    Toy {
-        lin: Linear {
-            weight: burn::module::Param::from_tensor(weight),
-            bias: Some(burn::module::Param::from_tensor(bias)),
-        },
     }
 }
 

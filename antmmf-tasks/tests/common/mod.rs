@@ -1,12 +1,13 @@
 //! Shared by the integration tests: the synthetic retrieval config on the embedded set, the
-//! caption processor's settings of a plan, and the toy trainer tests' loop settings and schedule.
+//! caption processor's settings of a plan, and the toy regression model of the trainer tests
+//! ([`toy`]).
 
 use antmmf_core::{Config, ConfigSources};
 use antmmf_data::text::CaptionProcessorParams;
 use antmmf_tasks::run::RunPlan;
-use antmmf_tasks::schedule::{AntMmfLrSchedule, LrScheduleConfig};
-use antmmf_tasks::trainer::TrainerSettings;
 use std::path::{Path, PathBuf};
+
+pub mod toy;
 
 /// The `processors.caption_processor.params` of a plan's dataset (which must have one).
 pub fn caption_params(plan: &RunPlan) -> &CaptionProcessorParams {
@@ -55,39 +56,4 @@ pub fn synthetic_retrieval(save: &Path, extra_yaml: Option<&str>) -> RunPlan {
     })
     .unwrap();
     RunPlan::from_config(&config).unwrap()
-}
-
-/// Loop settings of the toy trainer tests: logs every 5 iterations, snapshots (with validation by
-/// `val/mse`, two kept) every 10, seed 7.
-pub fn toy_settings(max_iterations: u64) -> TrainerSettings {
-    TrainerSettings {
-        max_iterations: Some(max_iterations),
-        max_epochs: None,
-        log_interval: 5,
-        snapshot_interval: 10,
-        max_ckpt_num: Some(2),
-        monitored_metric: "val/mse".into(),
-        metric_minimize: true,
-        should_early_stop: false,
-        patience: 1000,
-        grad_accumulation: 1,
-        skip_nan_steps: false,
-        seed: 7,
-        validate: true,
-    }
-}
-
-/// The toy trainer tests' LR schedule: lr 0.05, warm-up from 0.2x over 5 iterations, halved at
-/// 25 (12 batches per epoch).
-pub fn toy_schedule() -> AntMmfLrSchedule {
-    let cfg = LrScheduleConfig {
-        lr_scheduler: true,
-        lr_steps: vec![25],
-        lr_ratio: 0.5,
-        use_warmup: true,
-        warmup_factor: 0.2,
-        warmup_iterations: 5,
-        ..Default::default()
-    };
-    AntMmfLrSchedule::new(0.05, &cfg, 12).unwrap()
 }
