@@ -718,7 +718,8 @@ fn batcher_pads_samples_of_other_sizes() {
 }
 
 /// Throughput of the eval pipeline at 8 frames, 224 px, native-size decoding, on the sample
-/// clips; run with `cargo test -p antmmf-data --test loader -- --ignored --nocapture`.
+/// clips; run with `cargo test -p antmmf-data --test integration throughput_eval -- --ignored
+/// --nocapture` (or `scripts/test.sh --ignored`).
 #[test]
 #[ignore]
 fn throughput_eval_8_frames_224() {

@@ -11,8 +11,10 @@
 //! have nothing to act on). Checkpoints are written in f32 as always and load into either
 //! precision. The accuracy cost against f32 is measured on the synthetic learning task
 //! (docs/BENCHMARKS.md). Runs with MoCo (`with_moco`) train in f32 whatever `enable_amp` says:
-//! the momentum encoders' updates, `1 - M` = 1e-4 of a weight, vanish in bf16. f32 master weights (bf16 compute, f32 optimizer) would need every
-//! tensor a model creates to follow its input's dtype, which Burn 0.21's creation ops do not.
+//! the momentum encoders' updates, `1 - M` = 1e-4 of a weight, vanish in bf16. f32 master
+//! weights (bf16 compute, f32 optimizer) would need every record loaded on the bf16 device
+//! (weights, AdamW moments) cast back to f32, since loads and creations follow the device's
+//! default dtype; a missed cast mixes dtypes in one op.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
@@ -31,15 +33,6 @@ pub enum PrecisionError {
         /// Burn's reason.
         reason: String,
     },
-}
-
-/// The float dtype a run trains in: bf16 with `enable_amp`, else f32.
-pub fn training_float_dtype(enable_amp: bool) -> FloatDType {
-    if enable_amp {
-        FloatDType::BF16
-    } else {
-        FloatDType::F32
-    }
 }
 
 /// Makes bf16 the default float dtype of `device` when `enable_amp` is set (else nothing).

@@ -1125,7 +1125,7 @@ pub fn build_model<B: Backend>(
     }
     // Pretrained files are read as f32; with enable_amp every parameter trains in bf16.
     let univl = if plan.training.enable_amp {
-        crate::precision::cast_float_params(univl, crate::precision::training_float_dtype(true))
+        crate::precision::cast_float_params(univl, burn::tensor::FloatDType::BF16)
     } else {
         univl
     };

@@ -137,7 +137,8 @@ fn retrieval_metrics_match_fixture() {
     }
 }
 
-/// Speed check on a 10,000 x 10,000 matrix (400 MB): `cargo test -p antmmf-tasks --test retrieval_metrics -- --ignored`.
+/// Speed check on a 10,000 x 10,000 matrix (400 MB): `cargo test -p antmmf-tasks --test integration
+/// ranks_10k -- --ignored` (or `scripts/test.sh --ignored`).
 #[test]
 #[ignore]
 fn ranks_10k_by_10k() {
