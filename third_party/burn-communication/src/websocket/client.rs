@@ -67,7 +67,9 @@ impl CommunicationChannel for WsClientChannel {
                 Err(err) => Err(WsClientError::Tungstenite(err)),
                 msg => Err(WsClientError::UnknownMessage(format!("{msg:?}"))),
             },
-            None => todo!(),
+            // antmmf-rs: a stream that ends without a Close frame (the peer's process died) is
+            // a closed connection, as a Close frame is; upstream panicked here (`todo!()`).
+            None => Ok(None),
         }
     }
 

@@ -100,7 +100,9 @@ impl CommunicationChannel for WsServerChannel {
                 Err(err) => Err(WsServerError::Axum(err)),
                 msg => Err(WsServerError::UnknownMessage(format!("{msg:?}"))),
             },
-            None => todo!(),
+            // antmmf-rs: a stream that ends without a Close frame (the peer's process died) is
+            // a closed connection, as a Close frame is; upstream panicked here (`todo!()`).
+            None => Ok(None),
         }
     }
 
