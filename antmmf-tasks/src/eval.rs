@@ -144,6 +144,41 @@ fn top_k(row: &[f32], k: usize) -> Vec<usize> {
     order
 }
 
+/// The L2 score matrix of a top-k re-ranking: each scored `(text, video)` pair gets its cross
+/// encoder score, every other pair its L1 score shifted below the lowest L2 score, so unscored
+/// videos keep their L1 order under every re-ranked one. The shift is as small as that allows
+/// (a constant such as 1e6 would round the L1 scores in f32 and tie them). Also returns which
+/// pairs were scored.
+fn rerank_scores(
+    l1: &[f32],
+    videos: usize,
+    pairs: &[(usize, usize)],
+    scores: &[f32],
+) -> (Vec<f32>, Vec<bool>) {
+    let l1_max = l1
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
+    let l2_min = scores
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .fold(f32::INFINITY, f32::min);
+    let shift = if l1_max.is_finite() && l2_min.is_finite() {
+        (l1_max - l2_min).max(0.0) + 1.0
+    } else {
+        1.0
+    };
+    let mut out: Vec<f32> = l1.iter().map(|v| v - shift).collect();
+    let mut scored = vec![false; l1.len()];
+    for (&(t, v), &s) in pairs.iter().zip(scores) {
+        out[t * videos + v] = s;
+        scored[t * videos + v] = true;
+    }
+    (out, scored)
+}
+
 fn softmax(row: &[f32]) -> Vec<f64> {
     let m = row
         .iter()
@@ -426,8 +461,6 @@ impl<B: Backend> Evaluator<B> {
         // L2: the cross encoder on each text's top-k L1 videos (or every pair); videos outside
         // the top-k keep their L1 order below every re-ranked one.
         let k = self.l2_topk.map(|k| k.min(nv)).unwrap_or(nv).max(1);
-        let mut l2_host: Vec<f32> = l1_host.iter().map(|v| v - 1.0e6).collect();
-        let mut scored = vec![false; nt * nv];
         let mut pairs: Vec<(usize, usize)> = Vec::with_capacity(nt * k);
         for t in 0..nt {
             for v in top_k(&l1_host[t * nv..(t + 1) * nv], k) {
@@ -442,10 +475,7 @@ impl<B: Backend> Evaluator<B> {
             clip_mask,
         };
         let scores = score_pairs_on_devices(model, &inputs, &pairs, &self.devices)?;
-        for ((t, v), s) in pairs.iter().zip(scores) {
-            l2_host[t * nv + v] = s;
-            scored[t * nv + v] = true;
-        }
+        let (l2_host, scored) = rerank_scores(&l1_host, nv, &pairs, &scores);
         let l2_report =
             evaluate_retrieval(&ScoreMatrix::new(&l2_host, nt, nv).map_err(eval_err)?, &gt)
                 .map_err(eval_err)?;
@@ -1374,6 +1404,20 @@ mod tests {
             s,
             "a,b,c\r\n\"x,y\",\"[1,2]\",\r\n\"say \"\"hi\"\"\",3,\r\n"
         );
+    }
+
+    #[test]
+    fn rerank_keeps_unscored_videos_in_l1_order_below_scored_ones() {
+        // 1 text x 4 videos, L1 scores 1e-3 apart; the cross encoder scored videos 3 and 1.
+        let l1 = [0.501f32, 0.502, 0.503, 0.504];
+        let (l2, scored) = rerank_scores(&l1, 4, &[(0, 3), (0, 1)], &[-2.0, 3.0]);
+        assert_eq!(scored, vec![false, true, false, true]);
+        assert_eq!((l2[1], l2[3]), (3.0, -2.0));
+        // Unscored: under the lowest L2 score (-2), in L1 order, without ties.
+        assert!(l2[2] < -2.0 && l2[0] < l2[2], "{l2:?}");
+        assert_eq!(top_k(&l2, 4), vec![1, 3, 2, 0]);
+        // The old constant shift (1e6) rounded both to the same f32.
+        assert_eq!(0.501f32 - 1.0e6, 0.503f32 - 1.0e6);
     }
 
     #[test]
