@@ -156,6 +156,8 @@ fn test_metrics(report: &RunReport) -> &BTreeMap<String, f64> {
 ///   - a temporal patch of 2 (`patch_size [2, 4, 4]`, the patch embedding sees both frames of
 ///     a clip): lower training loss, held-out 15.6 / 15.6 / 21.9 % (seeds 3 / 2 / 1, mostly L2;
 ///     L1 7.8 / 15.6 / 14.1 %);
+///   - 64x64 frames instead of 32x32 (1.4x the time per iteration): 15.6 / 14.1 % (seeds
+///     2 / 3; L1 10.9 / 14.1 %);
 ///   - batch size 32: 3x the time per iteration (the cross encoder scores B^2 pairs), not run
 ///     to the end;
 ///   - 8 colours (128 combinations, 128 held-out clips, bar 7.8 %): L1 R@1 8.6 % (seed 3);
