@@ -123,6 +123,9 @@ pub enum GlobalCollectiveError {
     WrongOrchestratorResponse,
     /// Node couldn't connect to coordinator
     OrchestratorUnreachable,
+    /// antmmf-rs: the named operation has no multi-node implementation (upstream panicked with
+    /// `unimplemented!()`)
+    UnsupportedOperation(String),
 }
 
 impl<E: CommunicationError> From<E> for GlobalCollectiveError {
