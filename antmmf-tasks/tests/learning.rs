@@ -163,7 +163,8 @@ fn test_metrics(report: &RunReport) -> &BTreeMap<String, f64> {
 ///   - 8 colours (128 combinations, 128 held-out clips, bar 7.8 %): L1 R@1 8.6 % (seed 3);
 ///     8 colours x 4 shapes x 2 directions (64 clips, where colour alone gives 12.5 %): 17.2 %.
 ///
-/// 10x chance needs shape or direction as well. Run with `--ignored`.
+/// 10x chance needs shape or direction as well. Run with `cargo test -p antmmf-tasks --test
+/// integration retrieval_from_scratch -- --ignored --nocapture` (or `scripts/test.sh --ignored`).
 #[test]
 #[ignore = "from random weights R@1 plateaus near the 15.6 % bar (8-19 % across seeds) within the CPU budget"]
 fn retrieval_from_scratch_retrieves_held_out_videos_far_above_chance() {

@@ -101,7 +101,7 @@ impl CommunicationChannel for WsServerChannel {
                 msg => Err(WsServerError::UnknownMessage(format!("{msg:?}"))),
             },
             // antmmf-rs: a stream that ends without a Close frame (the peer's process died) is
-            // a closed connection, as a Close frame is; upstream panicked here (`todo!()`).
+            // a closed connection, as a Close frame is; upstream panicked here.
             None => Ok(None),
         }
     }
