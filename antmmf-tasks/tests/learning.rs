@@ -162,6 +162,24 @@ fn test_metrics(report: &RunReport) -> &BTreeMap<String, f64> {
 ///     to the end;
 ///   - 8 colours (128 combinations, 128 held-out clips, bar 7.8 %): L1 R@1 8.6 % (seed 3);
 ///     8 colours x 4 shapes x 2 directions (64 clips, where colour alone gives 12.5 %): 17.2 %.
+/// - a wider, deeper Swin (`embed_dim` 32, `depths [2, 2]`, 1.4x the time per iteration) on
+///   the lead, training seed 2, 2,500 iterations (the lead: L1 R@1 12.5 %, L1 mean rank 5.8),
+///   L1 / L2 R@1 and L1 mean rank:
+///   - alone: 14.1 / 17.2 %, 5.6 (15.6 % L1 already at 1,000 iterations);
+///   - with `patch_size [2, 4, 4]`: 15.6 / 14.1 %, 5.3;
+///   - flat backgrounds (`--plain`): 14.1 / 17.2 %, 4.7 (L2 mean rank 4.1; L2 R@1 26.6 % at
+///     2,000 iterations);
+///   - 4-frame clips (every frame sampled, twice the displacement between a clip's frames):
+///     14.1 / 12.5 %, 5.5; with `patch_size [2, 4, 4]` as well 17.2 / 20.3 %, 5.5;
+///   - 2,048 train clips: the training loss stays high (no memorising) and the held-out mean
+///     rank keeps falling: 8.1 / 6.1 / 5.1 / 4.7 / 4.5 / 4.1 at 1,000 / 2,000 / 2,500 /
+///     3,000 / 3,500 / 4,000 iterations, L1 R@1 15.6 / 15.6 / 15.6 / 21.9 % from 2,500 on
+///     (L2 12.5-18.8 %); on seed 3 it is still colour only at 2,000 iterations (mean rank
+///     8.5 / 8.0 at 1,500 / 2,000) and reaches 6.3 (L1 R@1 12.5 %) at 2,500.
+///
+///   The 256-clip variants all end near mean rank 5 and R@1 15 % at 2,500 iterations; more
+///   clips with longer training (4,000 iterations and more: 0.37 s per iteration with two runs
+///   sharing 2 cores, over 20 minutes) is the one trend still improving.
 ///
 /// 10x chance needs shape or direction as well. Run with `cargo test -p antmmf-tasks --test
 /// integration retrieval_from_scratch -- --ignored --nocapture` (or `scripts/test.sh --ignored`).
