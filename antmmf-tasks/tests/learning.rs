@@ -174,12 +174,16 @@ fn test_metrics(report: &RunReport) -> &BTreeMap<String, f64> {
 ///   - 2,048 train clips: the training loss stays high (no memorising) and the held-out mean
 ///     rank keeps falling: 8.1 / 6.1 / 5.1 / 4.7 / 4.5 / 4.1 at 1,000 / 2,000 / 2,500 /
 ///     3,000 / 3,500 / 4,000 iterations, L1 R@1 15.6 / 15.6 / 15.6 / 21.9 % from 2,500 on
-///     (L2 12.5-18.8 %); on seed 3 it is still colour only at 2,000 iterations (mean rank
-///     8.5 / 8.0 at 1,500 / 2,000) and reaches 6.3 (L1 R@1 12.5 %) at 2,500.
+///     (L2 12.5-18.8 %), then 3.9 / 3.8 / 3.6 at 4,500 / 5,000 / 5,500 (L1 R@1 18.8 %, L2
+///     18.8 / 15.6 / 20.3 %); on seed 3 it is still colour only at 2,000 iterations (mean rank
+///     8.5 / 8.0 at 1,500 / 2,000), then 6.3 / 5.6 / 5.0 / 4.0 at 2,500 / 3,000 / 3,500 /
+///     4,000 (L1 R@1 12.5 / 14.1 / 14.1 / 18.8 %, L2 at 4,000 15.6 %). Resumed runs
+///     (`restart False`) continued these from their checkpoints.
 ///
 ///   The 256-clip variants all end near mean rank 5 and R@1 15 % at 2,500 iterations; more
-///   clips with longer training (4,000 iterations and more: 0.37 s per iteration with two runs
-///   sharing 2 cores, over 20 minutes) is the one trend still improving.
+///   clips with longer training is the one trend still improving, on both seeds measured: past
+///   the bar at 4,000 iterations (0.37 s per iteration with two runs sharing 2 cores, over 20
+///   minutes), but by 2-4 held-out hits, too little margin for a test yet.
 ///
 /// 10x chance needs shape or direction as well. Run with `cargo test -p antmmf-tasks --test
 /// integration retrieval_from_scratch -- --ignored --nocapture` (or `scripts/test.sh --ignored`).
