@@ -123,8 +123,7 @@ pub enum GlobalCollectiveError {
     WrongOrchestratorResponse,
     /// Node couldn't connect to coordinator
     OrchestratorUnreachable,
-    /// antmmf-rs: the named operation has no multi-node implementation (upstream panicked with
-    /// `unimplemented!()`)
+    /// antmmf-rs: the named operation has no multi-node implementation (upstream panicked)
     UnsupportedOperation(String),
 }
 
