@@ -203,8 +203,10 @@ fn test_metrics(report: &RunReport) -> &BTreeMap<String, f64> {
 ///   runs): the plateau ends near 2,000 iterations on seeds 1 and 3 (seed 1 L1 mean rank 7.1 at
 ///   2,000, 5.8 at 2,500). L1 / L2 R@1: seed 1 15.6 / 18.8 % at 4,000, 20.3 / 15.6 % at 4,500,
 ///   18.8 / 21.9 % at 5,000 (still no direction: text 0.80 / 0.80, video 0.80 / 0.82); seed 3
-///   17.2 / 21.9 % at 3,500, 18.8 / 10.9 % at 4,000; seed 2 17.2 / 17.2 % at 4,000, 15.6 /
-///   25.0 % at 4,500, 17.2 / 23.4 % at 5,000 (L1 mean rank 4.0). With `patch_size [2, 4, 4]`
+///   17.2 / 21.9 % at 3,500, 18.8 / 10.9 % at 4,000, 17.2 / 18.8 % at 5,000, 20.3 / 21.9 %
+///   at 6,000; seed 2 17.2 / 17.2 % at 4,000, 17.2 / 23.4 % at 5,000, 20.3 / 21.9 % at 6,000,
+///   25.0 / 28.1 % at 7,000 and 25.0 / 18.8 % at 7,500 (L2 mean rank 2.4-2.6, what colour and
+///   shape alone give: 2.5; still no direction, text 0.75 / 0.76). With `patch_size [2, 4, 4]`
 ///   as well (seed 1) the plateau ends near 2,500 iterations and at 4,000 there is still no
 ///   direction (text 0.89 / 0.89, video 0.91 / 0.91; L1 / L2 R@1 10.9 / 14.1 %).
 ///
