@@ -5,7 +5,8 @@
 //! background. Shape, colour and direction are the three attributes the captions, questions and
 //! options talk about; size, speed, start position, background tone and texture vary from clip to
 //! clip as nuisances the captions never mention. At 64x64 the shape spans about a third of the
-//! frame and crosses about 40% of it, so every attribute is visible in 2 to 8 sampled frames.
+//! frame and by default crosses about 40% of it ([`SyntheticConfig::travel`]), so every
+//! attribute is visible in 2 to 8 sampled frames.
 //!
 //! [`generate`] writes, into one folder:
 //! - `videos/<clip>.mp4`: H.264, yuv420p, a keyframe every [`SyntheticConfig::keyframe_interval`]
@@ -425,6 +426,11 @@ pub struct SyntheticConfig {
     pub keyframe_interval: u64,
     /// Whether some backgrounds get a light texture (noise, stripes, checks) instead of a flat tone.
     pub textured_backgrounds: bool,
+    /// The longest distance a shape travels over its clip, as a fraction of the frame's extent
+    /// along each moving axis (0.05..=0.6); each clip draws its distance from 70-100 % of it
+    /// (less where the shape's size leaves less room).
+    /// Small values keep the shape's displacement between nearby frames within a few pixels.
+    pub travel: f32,
     /// Whether generating into a non-empty folder is allowed (files of an earlier set are replaced).
     pub overwrite: bool,
 }
@@ -447,6 +453,7 @@ impl Default for SyntheticConfig {
             mcqa_options: 5,
             keyframe_interval: 8,
             textured_backgrounds: true,
+            travel: 0.5,
             overwrite: false,
         }
     }
@@ -530,6 +537,15 @@ impl SyntheticConfig {
             if v % 2 != 0 {
                 return bad(field, format!("{v} is odd; yuv420p needs an even size"));
             }
+        }
+        if !(0.05..=0.6).contains(&self.travel) {
+            return bad(
+                "travel",
+                format!(
+                    "{} is outside 0.05..=0.6 (a fraction of the frame)",
+                    self.travel
+                ),
+            );
         }
         let combos = self.num_combinations();
         range("mcqa_options", self.mcqa_options, 2, combos.max(2))?;
@@ -1024,7 +1040,7 @@ fn make_video(
             let p = rng.random_range(lo..=hi);
             return (p, p);
         }
-        let travel = (rng.random_range(0.35f32..0.5) * extent).min(hi - lo);
+        let travel = (rng.random_range(0.7 * cfg.travel..cfg.travel) * extent).min(hi - lo);
         let first = rng.random_range(lo..=(hi - travel).max(lo));
         if d > 0 {
             (first, first + travel)
@@ -1454,10 +1470,13 @@ fn readme(summary: &SyntheticSummary) -> String {
     );
     let _ = writeln!(
         s,
-        "- shapes: {}\n- colours: {}\n- directions: {}",
+        "- shapes: {}\n- colours: {}\n- directions: {}, each shape travelling {:.0}-{:.0} % of the \
+         frame over its clip",
         names(c.shapes().iter().map(|x| x.name()).collect()),
         names(c.colours().iter().map(|x| x.name()).collect()),
         names(c.directions().iter().map(|x| x.name()).collect()),
+        70.0 * c.travel,
+        100.0 * c.travel,
     );
     let _ = writeln!(
         s,
@@ -1631,5 +1650,51 @@ mod tests {
             ..Default::default()
         };
         assert!(cfg.validate().is_err());
+        for travel in [0.7, 0.0, f32::NAN] {
+            let cfg = SyntheticConfig {
+                travel,
+                ..Default::default()
+            };
+            let err = cfg.validate().expect_err("travel out of range");
+            assert!(err.to_string().contains("travel"), "{err}");
+        }
+    }
+
+    #[test]
+    fn travel_sets_the_distance_along_each_moving_axis() {
+        for travel in [0.1f32, 0.5] {
+            let cfg = SyntheticConfig {
+                travel,
+                ..Default::default()
+            };
+            let mut rng = clip_rng(0, Split::Train, 0);
+            for (i, &d) in Direction::ALL.iter().enumerate() {
+                let name = format!("clip{i}");
+                let v = make_video(
+                    &cfg,
+                    name,
+                    Split::Train,
+                    Shape::Circle,
+                    Colour::Red,
+                    d,
+                    1,
+                    &mut rng,
+                );
+                let (dx, dy) = d.step();
+                for (step, from, to) in [(dx, v.start.0, v.end.0), (dy, v.start.1, v.end.1)] {
+                    let moved = (to - from) / 64.0;
+                    if step == 0 {
+                        assert_eq!(moved, 0.0, "{d:?}");
+                    } else {
+                        assert_eq!(moved.signum(), step as f32, "{d:?}");
+                        let lo = 0.7 * travel - 1e-4;
+                        assert!(
+                            (lo..=travel).contains(&moved.abs()),
+                            "{d:?} {moved} {travel}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -215,6 +215,10 @@ struct SynthArgs {
     /// Flat backgrounds only (no light textures).
     #[arg(long)]
     plain: bool,
+    /// Longest travel of a shape over its clip, as a fraction of the frame (0.05-0.6; each clip
+    /// draws 70-100 % of it).
+    #[arg(long, default_value_t = 0.5)]
+    travel: f32,
     /// Write into a non-empty folder, replacing an earlier set's files.
     #[arg(long)]
     force: bool,
@@ -286,6 +290,7 @@ fn run_synth(args: &SynthArgs) -> anyhow::Result<()> {
         test_captions_per_video: args.test_captions,
         mcqa_options: args.mcqa_options,
         textured_backgrounds: !args.plain,
+        travel: args.travel,
         overwrite: args.force,
         ..SyntheticConfig::default()
     };
