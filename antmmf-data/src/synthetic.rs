@@ -427,13 +427,16 @@ pub struct SyntheticConfig {
     /// Whether some backgrounds get a light texture (noise, stripes, checks) instead of a flat tone.
     pub textured_backgrounds: bool,
     /// The longest distance a shape travels over its clip, as a fraction of the frame's extent
-    /// along each moving axis (0.05..=0.6); each clip draws its distance from 70-100 % of it
-    /// (less where the shape's size leaves less room).
-    /// Small values keep the shape's displacement between nearby frames within a few pixels.
+    /// along each moving axis (0.05..=0.6); each clip draws its distance from
+    /// [`MIN_TRAVEL_SHARE`]-100 % of it (less where the shape's size leaves less room). Small
+    /// values keep the shape's displacement between nearby frames within a few pixels.
     pub travel: f32,
     /// Whether generating into a non-empty folder is allowed (files of an earlier set are replaced).
     pub overwrite: bool,
 }
+
+/// The shortest travel of a clip, as a share of [`SyntheticConfig::travel`].
+pub const MIN_TRAVEL_SHARE: f32 = 0.7;
 
 impl Default for SyntheticConfig {
     fn default() -> Self {
@@ -1040,7 +1043,8 @@ fn make_video(
             let p = rng.random_range(lo..=hi);
             return (p, p);
         }
-        let travel = (rng.random_range(0.7 * cfg.travel..cfg.travel) * extent).min(hi - lo);
+        let travel =
+            (rng.random_range(MIN_TRAVEL_SHARE * cfg.travel..cfg.travel) * extent).min(hi - lo);
         let first = rng.random_range(lo..=(hi - travel).max(lo));
         if d > 0 {
             (first, first + travel)
@@ -1475,7 +1479,7 @@ fn readme(summary: &SyntheticSummary) -> String {
         names(c.shapes().iter().map(|x| x.name()).collect()),
         names(c.colours().iter().map(|x| x.name()).collect()),
         names(c.directions().iter().map(|x| x.name()).collect()),
-        70.0 * c.travel,
+        100.0 * MIN_TRAVEL_SHARE * c.travel,
         100.0 * c.travel,
     );
     let _ = writeln!(
@@ -1682,12 +1686,12 @@ mod tests {
                 );
                 let (dx, dy) = d.step();
                 for (step, from, to) in [(dx, v.start.0, v.end.0), (dy, v.start.1, v.end.1)] {
-                    let moved = (to - from) / 64.0;
+                    let moved = (to - from) / cfg.width as f32;
                     if step == 0 {
                         assert_eq!(moved, 0.0, "{d:?}");
                     } else {
                         assert_eq!(moved.signum(), step as f32, "{d:?}");
-                        let lo = 0.7 * travel - 1e-4;
+                        let lo = MIN_TRAVEL_SHARE * travel - 1e-4;
                         assert!(
                             (lo..=travel).contains(&moved.abs()),
                             "{d:?} {moved} {travel}"

@@ -219,9 +219,10 @@ fn test_metrics(report: &RunReport) -> &BTreeMap<String, f64> {
 ///   model (its weights loaded, `restart True`, `patch_size [2, 4, 4]`) is still colour only
 ///   (mean rank 8.5) after 1,500 iterations; 2,000 iterations of `video_pretraining` (L1, L2,
 ///   MLM, ITM) from random weights, then retrieval: colour only (8.5) at 500. `--travel 0.18`
-///   (seed 1, 4,000 iterations) learns shape and no direction (probe: text 0.92 / 0.92, 0.89 / 0.89) with
-///   either patch size (L1 / L2 R@1 12.5 / 20.3 % with `[1, 4, 4]`, 10.9 / 14.1 % with
-///   `[2, 4, 4]`); `l1_temperature` 0.01 is colour only at 2,000 (mean rank 7.5).
+///   (seed 1, 4,000 iterations) learns shape and no direction (probe: text 0.92 / 0.92,
+///   0.89 / 0.89) with either patch size (L1 / L2 R@1 12.5 / 20.3 % with `[1, 4, 4]`,
+///   10.9 / 14.1 % with `[2, 4, 4]`); `l1_temperature` 0.01 is colour only at 2,000 (mean rank
+///   7.5).
 ///
 /// 10x chance is within reach of colour and shape: once they are learned exactly, the four
 /// held-out texts of a colour and shape embed alike, share their top video and exactly one of
