@@ -427,7 +427,7 @@ pub struct SyntheticConfig {
     /// Whether some backgrounds get a light texture (noise, stripes, checks) instead of a flat tone.
     pub textured_backgrounds: bool,
     /// The longest distance a shape travels over its clip, as a fraction of the frame's extent
-    /// along each moving axis (0.05..=0.6); each clip draws its distance from
+    /// along each moving axis ([`TRAVEL_RANGE`]); each clip draws its distance from
     /// [`MIN_TRAVEL_SHARE`]-100 % of it (less where the shape's size leaves less room). Small
     /// values keep the shape's displacement between nearby frames within a few pixels.
     pub travel: f32,
@@ -437,6 +437,9 @@ pub struct SyntheticConfig {
 
 /// The shortest travel of a clip, as a share of [`SyntheticConfig::travel`].
 pub const MIN_TRAVEL_SHARE: f32 = 0.7;
+
+/// The values [`SyntheticConfig::travel`] may take (fractions of the frame).
+pub const TRAVEL_RANGE: std::ops::RangeInclusive<f32> = 0.05..=0.6;
 
 impl Default for SyntheticConfig {
     fn default() -> Self {
@@ -541,11 +544,11 @@ impl SyntheticConfig {
                 return bad(field, format!("{v} is odd; yuv420p needs an even size"));
             }
         }
-        if !(0.05..=0.6).contains(&self.travel) {
+        if !TRAVEL_RANGE.contains(&self.travel) {
             return bad(
                 "travel",
                 format!(
-                    "{} is outside 0.05..=0.6 (a fraction of the frame)",
+                    "{} is outside {TRAVEL_RANGE:?} (a fraction of the frame)",
                     self.travel
                 ),
             );

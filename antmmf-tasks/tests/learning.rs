@@ -125,10 +125,10 @@ fn test_metrics(report: &RunReport) -> &BTreeMap<String, f64> {
 /// 6,000 iterations): seed 1 15.6 / 18.8, 18.8 / 21.9, 18.8 / 17.2 %; seed 2 17.2 / 17.2,
 /// 17.2 / 23.4, 20.3 / 21.9 %; seed 3 18.8 / 10.9, 17.2 / 18.8, 20.3 / 21.9 %; seed 4 (its
 /// plateau ends near 3,000) 12.5 / 12.5, 14.1 / 14.1, 17.2 / 21.9 %: at 6,000 iterations every
-/// seed passes, by 2-4 hits. The runs are bit-reproducible on one machine, so
-/// CI repeats this test's number exactly on the same CPU; another CPU follows another
-/// trajectory, which the other seeds sample. What was tried on the way, and why direction is
-/// not learned, is in `docs/LEARNING.md`.
+/// seed passes, by 2-4 hits. The runs are bit-reproducible on one machine, so CI repeats this
+/// test's number exactly on the same CPU; another CPU follows another trajectory, which the
+/// other seeds sample. What was tried on the way, and why direction is not learned, is in
+/// `docs/LEARNING.md`.
 #[test]
 fn retrieval_from_scratch_retrieves_held_out_videos_far_above_chance() {
     let tmp = tempfile::tempdir().expect("temp dir");

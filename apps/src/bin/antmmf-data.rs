@@ -217,7 +217,7 @@ struct SynthArgs {
     plain: bool,
     /// Longest travel of a shape over its clip, as a fraction of the frame (0.05-0.6; each clip
     /// draws 70-100 % of it).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = SyntheticConfig::default().travel)]
     travel: f32,
     /// Write into a non-empty folder, replacing an earlier set's files.
     #[arg(long)]
